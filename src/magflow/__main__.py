@@ -1,0 +1,3 @@
+from magflow.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""The `magflow` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import typer
+
+from magflow.config import SettingsError, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="A local PostgreSQL copy of eMAG catalogues.")
+db_app = typer.Typer(no_args_is_help=True, help="The database: migrations, the embedded server, its URL.")
+app.add_typer(db_app, name="db")
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the migrations (the embedded server is started when DATABASE_URL is unset)."""
+    from magflow.db.engine import resolve_database_url
+    from magflow.db.migrate import upgrade
+
+    run(upgrade(resolve_database_url(), revision))
+    typer.echo(f"database at revision {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str = typer.Argument(..., help="target revision, e.g. base")) -> None:
+    """Revert migrations down to REVISION."""
+    from magflow.db.engine import resolve_database_url
+    from magflow.db.migrate import downgrade
+
+    run(downgrade(resolve_database_url(), revision))
+    typer.echo(f"database at revision {revision}")
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the database URL (for psql: `psql "$(magflow db url)"`); passwords are shown only here."""
+    from magflow.db.engine import resolve_database_url
+
+    typer.echo(resolve_database_url())
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL server."""
+    from magflow.db.embedded import stop_embedded
+
+    stopped = stop_embedded(get_settings().magflow_data_dir)
+    typer.echo("embedded PostgreSQL stopped" if stopped else "the embedded PostgreSQL server is not running")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        get_settings()
+        from magflow import commands  # noqa: F401  (registers the sync, status, ... commands)
+
+        app(args=argv, prog_name="magflow", standalone_mode=False)
+    except SettingsError as exc:
+        print(f"magflow: {exc}", file=sys.stderr)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        print("magflow: aborted", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0

@@ -1,0 +1,59 @@
+"""Engines and sessions. Services never commit; the request or the job commits at its edge."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from magflow.config import Settings, get_settings
+from magflow.db.embedded import start_embedded
+from magflow.db.url import to_async_url
+
+
+def resolve_database_url(settings: Settings | None = None) -> str:
+    """DATABASE_URL when set, otherwise the embedded server (started on demand)."""
+    settings = settings or get_settings()
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded(settings.magflow_data_dir)
+
+
+def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+    return create_async_engine(
+        to_async_url(url),
+        pool_size=pool_size,
+        max_overflow=5,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": "magflow", "timezone": "UTC"}},
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+_engine: AsyncEngine | None = None
+
+
+def get_engine() -> AsyncEngine:
+    """The process-wide engine, created from the settings on first use."""
+    global _engine
+    if _engine is None:
+        _engine = create_engine(resolve_database_url())
+    return _engine
+
+
+async def dispose_engine() -> None:
+    global _engine
+    if _engine is not None:
+        await _engine.dispose()
+        _engine = None
+
+
+@asynccontextmanager
+async def get_db() -> AsyncIterator[AsyncSession]:
+    """A session for a unit of work, as the user's guide uses it: `async with get_db() as db:`."""
+    async with session_factory(get_engine())() as session:
+        yield session

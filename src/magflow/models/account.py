@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Identity, Index, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from magflow.models.base import Base
+
+
+class EmagAccountState(Base):
+    """Per-account facts that outlive runs: the last verified full scan and the last connection check."""
+
+    __tablename__ = "emag_account_state"
+
+    account_type: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last_full_sync_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    last_full_sync_completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_successful_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_connection_status: Mapped[str | None] = mapped_column(String(32))
+    last_connection_message: Mapped[str | None] = mapped_column(Text)
+    last_connection_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class EmagSyncSeen(Base):
+    """Offer ids a full scan has read so far; it lets a resumed scan sweep missing products correctly."""
+
+    __tablename__ = "emag_sync_seen"
+
+    sync_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    account_type: Mapped[str] = mapped_column(String(8), primary_key=True)
+    emag_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+
+class ApiToken(Base):
+    """A REST API bearer token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    scope: Mapped[str] = mapped_column(String(16), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class HealthCheck(Base):
+    """The result of one periodic health check."""
+
+    __tablename__ = "emag_health_checks"
+    __table_args__ = (Index("ix_emag_health_checks_checked_at", "checked_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)

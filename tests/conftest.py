@@ -1,0 +1,1 @@
+pytest_plugins = ["magflow.testing.database", "magflow.testing.sandbox"]

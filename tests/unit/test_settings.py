@@ -1,0 +1,57 @@
+"""Settings come from the guide's variable names; a bad value stops start-up with one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from magflow.config import SettingsError, load_settings
+
+
+def test_guide_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMAG_MAIN_USERNAME", "seller@example.ro")
+    monkeypatch.setenv("EMAG_MAIN_PASSWORD", "s3cret-main")
+    monkeypatch.setenv("EMAG_FBE_BASE_URL", "https://marketplace-api.emag.bg/api-3/")
+    monkeypatch.setenv("EMAG_SYNC_INTERVAL_MINUTES", "30")
+    monkeypatch.setenv("EMAG_ENABLE_SCHEDULED_SYNC", "false")
+    settings = load_settings(_env_file=None)
+    assert settings.username("main") == "seller@example.ro"
+    assert settings.has_credentials("main") and not settings.has_credentials("fbe")
+    assert settings.base_url("fbe") == "https://marketplace-api.emag.bg/api-3"
+    assert settings.emag_sync_interval_minutes == 30
+    assert settings.emag_enable_scheduled_sync is False
+    assert "s3cret-main" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("EMAG_SYNC_INTERVAL_MINUTES", "abc", "EMAG_SYNC_INTERVAL_MINUTES must be a whole number"),
+        ("EMAG_SYNC_INTERVAL_MINUTES", "0", "EMAG_SYNC_INTERVAL_MINUTES must be a number of at least 1"),
+        ("EMAG_ENABLE_SCHEDULED_SYNC", "maybe", "EMAG_ENABLE_SCHEDULED_SYNC must be true or false"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL must be one of"),
+        ("DATABASE_URL", "mysql://u:pw@h/db", "DATABASE_URL must be a PostgreSQL URL"),
+    ],
+)
+def test_bad_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(_env_file=None)
+    assert str(info.value).startswith(expected)
+    assert "pw@" not in str(info.value)
+
+
+def test_cli_stops_with_one_line_on_a_bad_value() -> None:
+    env = {"EMAG_SYNC_INTERVAL_MINUTES": "abc", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "magflow", "status"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "magflow: EMAG_SYNC_INTERVAL_MINUTES must be a whole number (got 'abc'); fix it in the environment or .env"
+    ]
