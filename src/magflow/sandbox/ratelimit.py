@@ -64,13 +64,22 @@ class RateLimiter:
                 state.rejected += 1
             else:
                 admitted.append(now)
-                in_3_seconds += 1
+                in_second, in_3_seconds = in_second + 1, in_3_seconds + 1
+            in_minute = len(admitted)
+        # Kong-style headers; eMAG's documentation shows the 3-second pair, the others are Kong's defaults.
         headers: list[tuple[bytes, bytes]] = []
         if limit.per_second is not None:
-            budget = int(limit.per_second * 3)
-            headers = [
-                (b"x-ratelimit-limit-3second", str(budget).encode()),
-                (b"x-ratelimit-remaining-3second", str(max(0, budget - in_3_seconds)).encode()),
+            per_second, per_3 = int(limit.per_second), int(limit.per_second * 3)
+            headers += [
+                (b"x-ratelimit-limit-second", str(per_second).encode()),
+                (b"x-ratelimit-remaining-second", str(max(0, per_second - in_second)).encode()),
+                (b"x-ratelimit-limit-3second", str(per_3).encode()),
+                (b"x-ratelimit-remaining-3second", str(max(0, per_3 - in_3_seconds)).encode()),
+            ]
+        if limit.per_minute is not None:
+            headers += [
+                (b"x-ratelimit-limit-minute", str(limit.per_minute).encode()),
+                (b"x-ratelimit-remaining-minute", str(max(0, limit.per_minute - in_minute)).encode()),
             ]
         return Decision(not over, headers)
 

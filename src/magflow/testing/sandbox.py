@@ -1,3 +1,100 @@
-"""pytest fixtures for the eMAG marketplace sandbox (filled in as the sandbox lands)."""
+"""pytest fixtures: the eMAG sandbox as a real HTTP server on a free port.
+
+- `sandbox_server` (session): one server, 300 products per account, seed 1, rate limiting off.
+- `sandbox` (function): that server reset to a fresh deterministic world before the test.
+- `make_sandbox` (function): factory for a dedicated server with its own settings, stopped after the test.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from magflow.sandbox import SANDBOX_ACCOUNTS, SandboxServer, SandboxState
+
+SANDBOX_PRODUCTS = 300
+SANDBOX_SEED = 1
+_LIMITS_OFF: dict[str, Any] = {
+    "rate_per_second": None,
+    "rate_per_minute": None,
+    "order_rate_per_second": None,
+    "order_rate_per_minute": None,
+}
+
+
+@dataclass
+class Sandbox:
+    """What a test needs: the state to drive and inspect, where to connect, and the logins."""
+
+    server: SandboxServer
+    state: SandboxState
+    base_url: str
+    control_url: str
+    accounts: dict[str, tuple[str, str]]
+
+    def client(self, account: str = "main", **kwargs: Any) -> httpx.Client:
+        """A synchronous httpx client logged in as `account`; close it (use `with`)."""
+        kwargs.setdefault("timeout", 10)
+        return httpx.Client(base_url=self.base_url, auth=self.accounts[account], **kwargs)
+
+
+def read(http: httpx.Client, route: str = "product_offer/read", **data: Any) -> httpx.Response:
+    """POST `{"data": data}` to an eMAG route, the documented request shape."""
+    return http.post(f"/{route}", json={"data": data})
+
+
+def read_all(http: httpx.Client, per_page: int = 100, **filters: Any) -> list[dict[str, Any]]:
+    """Every product_offer/read page in turn until a short page."""
+    rows: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        response = read(http, currentPage=page, itemsPerPage=per_page, **filters)
+        response.raise_for_status()
+        results: list[dict[str, Any]] = response.json()["results"]
+        rows += results
+        if len(results) < per_page:
+            return rows
+        page += 1
+
+
+def _handle(server: SandboxServer) -> Sandbox:
+    return Sandbox(server, server.state, server.base_url, server.control_url, dict(SANDBOX_ACCOUNTS))
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    state = SandboxState(products_per_account=SANDBOX_PRODUCTS, seed=SANDBOX_SEED, **_LIMITS_OFF)
+    server = SandboxServer(state)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> Sandbox:
+    """The shared sandbox, reset: fresh catalogue and orders, no faults, zero counters, limits off."""
+    sandbox_server.state.reset(seed=SANDBOX_SEED, products_per_account=SANDBOX_PRODUCTS)
+    return _handle(sandbox_server)
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
+    """make_sandbox(products=..., seed=..., rate_per_second=..., ...) starts a dedicated server.
+
+    Rate limits default to off; pass any SandboxState keyword to change that or anything else."""
+    servers: list[SandboxServer] = []
+
+    def start(products: int = SANDBOX_PRODUCTS, seed: int = SANDBOX_SEED, **settings: Any) -> Sandbox:
+        state = SandboxState(products_per_account=products, seed=seed, **{**_LIMITS_OFF, **settings})
+        server = SandboxServer(state)
+        server.start()
+        servers.append(server)
+        return _handle(server)
+
+    yield start
+    for server in servers:
+        server.stop()
