@@ -47,9 +47,9 @@ def test_a_deletion_during_a_scan_shifts_later_pages_like_offset_paging(sandbox:
         first = read(http, currentPage=1, itemsPerPage=100).json()["results"]
         deleted = sandbox.state.delete_products("main", 5)
         second = read(http, currentPage=2, itemsPerPage=100).json()["results"]
-    before_delete = [p["id"] for p in sandbox.state.truth("main")]
+    after_delete = [p["id"] for p in sandbox.state.truth("main")]
     seen = {p["id"] for p in first + second} - set(deleted)
-    expected = set(before_delete[:200])
+    expected = set(after_delete[:200])
     assert any(i < first[-1]["id"] for i in deleted), "the seed deletes on page 1"
     assert expected - seen, "rows that moved onto page 1 are skipped by a scan in progress"
 
