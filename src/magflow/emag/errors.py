@@ -1,0 +1,163 @@
+"""Every way an eMAG call can fail, typed. `str()` is one sentence: what happened and what to do.
+
+No message ever carries a credential: errors are built from eMAG's answer and the account name only,
+and `redact` scrubs whatever eMAG might echo back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+
+def _where(route: str, page: int | None) -> str:
+    return f"{route} page {page}" if page is not None else route
+
+
+class EmagError(Exception):
+    """Base class. `account` and `route` say which call failed; `page` is set for page reads."""
+
+    kind: ClassVar[str] = "error"
+
+    def __init__(self, message: str, *, account: str, route: str = "", page: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.account = account
+        self.route = route
+        self.page = page
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(account={self.account!r}, page={self.page!r}, message={self.message!r})"
+        )
+
+
+class EmagAuthError(EmagError):
+    kind = "auth_failed"
+
+    def __init__(
+        self, *, account: str, route: str = "", page: int | None = None, status: int | None = None
+    ) -> None:
+        prefix = f"EMAG_{account.upper()}"
+        super().__init__(
+            f"eMAG refused the credentials of account {account}: check {prefix}_USERNAME and "
+            f"{prefix}_PASSWORD and that the user has API rights in the eMAG seller portal",
+            account=account,
+            route=route,
+            page=page,
+        )
+        self.status = status
+
+
+class EmagIpNotWhitelistedError(EmagError):
+    kind = "ip_not_whitelisted"
+
+    def __init__(self, *, account: str, ip: str | None, route: str = "", page: int | None = None) -> None:
+        shown = ip or "(eMAG did not say which)"
+        super().__init__(
+            f"eMAG rejected this server's IP {shown} for account {account}: "
+            "whitelist it in the eMAG seller portal",
+            account=account,
+            route=route,
+            page=page,
+        )
+        self.ip = ip
+
+
+class EmagRateLimitedError(EmagError):
+    """Raised only after every retry of a 429 was spent."""
+
+    kind = "rate_limited"
+
+    def __init__(self, *, account: str, route: str, page: int | None, attempts: int) -> None:
+        super().__init__(
+            f"eMAG kept answering 429 (rate limit exceeded) to {_where(route, page)} of account {account} "
+            f"after {attempts} attempts: another client is spending this account's budget; stop it or lower "
+            "EMAG_RATE_LIMIT_PER_SECOND / EMAG_RATE_LIMIT_PER_MINUTE, then retry",
+            account=account,
+            route=route,
+            page=page,
+        )
+        self.attempts = attempts
+
+
+class EmagTransientError(EmagError):
+    """eMAG or the network failed in a way that retrying may fix; raised only after retries ran out.
+
+    `network` is True when eMAG never answered (connect error, timeout, reset)."""
+
+    kind = "transient"
+
+    def __init__(
+        self, *, account: str, route: str, page: int | None, reason: str, attempts: int, network: bool = False
+    ) -> None:
+        advice = (
+            "check this server's network access to eMAG, "
+            "or raise EMAG_REQUEST_TIMEOUT_SECONDS if pages are slow"
+            if network
+            else "eMAG is having trouble; retry later"
+        )
+        super().__init__(
+            f"eMAG failed {_where(route, page)} for account {account} after {attempts} attempt"
+            f"{'s' if attempts != 1 else ''} (last: {reason}): {advice}",
+            account=account,
+            route=route,
+            page=page,
+        )
+        self.reason = reason
+        self.attempts = attempts
+        self.network = network
+
+
+class EmagRequestError(EmagError):
+    """eMAG refused the request itself (400, 404, ...): sending it again will not help."""
+
+    kind = "request"
+
+    def __init__(
+        self,
+        *,
+        account: str,
+        route: str,
+        page: int | None,
+        status: int,
+        emag_message: str,
+        fields: Sequence[tuple[str | None, str]] = (),
+    ) -> None:
+        details = "; ".join(f"{field}: {text}" if field else text for field, text in fields)
+        shown = emag_message + (f" ({details})" if details else "")
+        advice = "check the base URL" if status == 404 else "fix the request's filters or paging"
+        super().__init__(
+            f"eMAG rejected {_where(route, page)} for account {account} "
+            f"with HTTP {status} \u201c{shown}\u201d: {advice}",
+            account=account,
+            route=route,
+            page=page,
+        )
+        self.status = status
+        self.emag_message = emag_message
+        self.fields = list(fields)
+
+    @property
+    def field(self) -> str | None:
+        return next((field for field, _ in self.fields if field), None)
+
+
+class EmagApiError(EmagError):
+    """eMAG answered 200 with `isError: true`: it understood the request and refused it."""
+
+    kind = "api"
+
+    def __init__(self, *, account: str, route: str, page: int | None, messages: Sequence[str]) -> None:
+        shown = "; ".join(messages) or "no message"
+        super().__init__(
+            f"eMAG answered {_where(route, page)} for account {account} with an error \u201c{shown}\u201d: "
+            "act on eMAG's message, the request was not applied as sent",
+            account=account,
+            route=route,
+            page=page,
+        )
+        self.messages = list(messages)

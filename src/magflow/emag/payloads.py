@@ -1,0 +1,359 @@
+"""eMAG answers parsed once, at the edge, into typed objects that tolerate the documented quirks.
+
+Tolerated (see docs/emag-api.md): counts as strings, `offer_validation_status` as a list or an object,
+`ownership` as an int or a bool, GPSR `manufacturer`/`eu_representative` as a flag or a list, PHP's
+`[]` for an empty object, numbers sent as strings. Unknown keys are kept in `raw`. A value of the wrong
+kind where a number or a list is required (a price of "abc") rejects that one offer, never the page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+SELLABLE_VALIDATION_STATUSES = frozenset({3, 9, 11, 12})
+OWNERSHIP_FROM_BOOL = {True: 1, False: 2}  # official doc: 1 eligible for content updates, 2 not
+
+
+class PayloadError(ValueError):
+    """One value could not be read as the type eMAG documents for it."""
+
+    def __init__(self, key: str, value: Any, expected: str) -> None:
+        shown = repr(value)
+        super().__init__(f"{key} is {shown[:60]}, expected {expected}")
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class ProductCount:
+    items: int
+    pages: int
+    items_per_page: int
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedOffer:
+    offer_id: int | None
+    reason: str
+    raw: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ProductOffer:
+    id: int
+    part_number: str | None
+    part_number_key: str | None
+    ean: list[str]
+    name: str | None
+    brand: str | None
+    description: str | None
+    url: str | None
+    category_id: int | None
+    vendor_category_id: int | None
+    family: dict[str, Any] | None
+    warranty: int | None
+    images: list[dict[str, Any]]
+    characteristics: list[dict[str, Any]]
+    attachments: list[Any]
+    sale_price: Decimal | None
+    recommended_price: Decimal | None
+    min_sale_price: Decimal | None
+    max_sale_price: Decimal | None
+    best_offer_sale_price: Decimal | None
+    best_offer_recommended_price: Decimal | None
+    green_tax: Decimal | None
+    currency: str | None
+    vat_id: int | None
+    stock: list[dict[str, Any]]
+    general_stock: int | None
+    estimated_stock: int | None
+    handling_time: list[dict[str, Any]]
+    supply_lead_time: int | None
+    status: int | None
+    validation_status: int | None
+    validation_status_description: str | None
+    translation_validation_status: int | None
+    offer_validation_status: int | None
+    offer_validation_status_description: str | None
+    doc_errors: list[Any] | None
+    ownership: int | None
+    number_of_offers: int | None
+    buy_button_rank: int | None
+    genius_eligibility: int | None
+    genius_eligibility_type: int | None
+    genius_computed: int | None
+    safety_information: str | None
+    gpsr_manufacturer: bool | list[dict[str, Any]] | None
+    gpsr_eu_representative: bool | list[dict[str, Any]] | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def total_stock(self) -> int:
+        if self.general_stock is not None:
+            return self.general_stock
+        return sum(_int(entry.get("value"), "stock.value") or 0 for entry in self.stock)
+
+    @property
+    def is_sellable(self) -> bool:
+        """eMAG's rule: stock > 0, status 1, offer_validation_status 1, validation_status in 3/9/11/12."""
+        return (
+            self.total_stock > 0
+            and self.status == 1
+            and self.offer_validation_status == 1
+            and self.validation_status in SELLABLE_VALIDATION_STATUSES
+        )
+
+    @classmethod
+    def from_payload(cls, raw: Mapping[str, Any]) -> ProductOffer:
+        """Parse one `product_offer/read` result; raises PayloadError when a value is unusable."""
+        if not isinstance(raw, Mapping):
+            raise PayloadError("offer", raw, "an object")
+        offer_id = _int(raw.get("id"), "id")
+        if offer_id is None:
+            raise PayloadError("id", raw.get("id"), "an integer offer id")
+        get = raw.get
+        validation, validation_text = _status(get("validation_status"), "validation_status")
+        translation, _ = _status(get("translation_validation_status"), "translation_validation_status")
+        offer_validation, offer_validation_text = _status(
+            get("offer_validation_status"), "offer_validation_status"
+        )
+        return cls(
+            id=offer_id,
+            part_number=_str(get("part_number"), "part_number"),
+            part_number_key=_str(get("part_number_key"), "part_number_key"),
+            ean=_eans(get("ean")),
+            name=_str(get("name"), "name"),
+            brand=_str(get("brand"), "brand"),
+            description=_str(get("description"), "description"),
+            url=_str(get("url"), "url"),
+            category_id=_int(get("category_id"), "category_id"),
+            vendor_category_id=_int(get("vendor_category_id"), "vendor_category_id"),
+            family=_object(get("family"), "family"),
+            warranty=_int(get("warranty"), "warranty"),
+            images=_objects(get("images"), "images"),
+            characteristics=_objects(get("characteristics"), "characteristics"),
+            attachments=_list(get("attachments"), "attachments"),
+            sale_price=_money(get("sale_price"), "sale_price"),
+            recommended_price=_money(get("recommended_price"), "recommended_price"),
+            min_sale_price=_money(get("min_sale_price"), "min_sale_price"),
+            max_sale_price=_money(get("max_sale_price"), "max_sale_price"),
+            best_offer_sale_price=_money(get("best_offer_sale_price"), "best_offer_sale_price"),
+            best_offer_recommended_price=_money(
+                get("best_offer_recommended_price"), "best_offer_recommended_price"
+            ),
+            green_tax=_money(get("green_tax"), "green_tax"),
+            currency=_str(get("currency"), "currency"),
+            vat_id=_int(get("vat_id"), "vat_id"),
+            stock=_objects(get("stock"), "stock"),
+            general_stock=_int(get("general_stock"), "general_stock"),
+            estimated_stock=_int(get("estimated_stock"), "estimated_stock"),
+            handling_time=_objects(get("handling_time"), "handling_time"),
+            supply_lead_time=_int(get("supply_lead_time"), "supply_lead_time"),
+            status=_int(get("status"), "status"),
+            validation_status=validation,
+            validation_status_description=validation_text,
+            translation_validation_status=translation,
+            offer_validation_status=offer_validation,
+            offer_validation_status_description=offer_validation_text,
+            doc_errors=_optional_list(get("doc_errors"), "doc_errors"),
+            ownership=_ownership(get("ownership")),
+            number_of_offers=_int(get("number_of_offers"), "number_of_offers"),
+            buy_button_rank=_int(get("buy_button_rank"), "buy_button_rank"),
+            genius_eligibility=_int(get("genius_eligibility"), "genius_eligibility"),
+            genius_eligibility_type=_int(get("genius_eligibility_type"), "genius_eligibility_type"),
+            genius_computed=_int(get("genius_computed"), "genius_computed"),
+            safety_information=_str(get("safety_information"), "safety_information"),
+            gpsr_manufacturer=_gpsr(get("manufacturer"), "manufacturer"),
+            gpsr_eu_representative=_gpsr(get("eu_representative"), "eu_representative"),
+            raw=dict(raw),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProductPage:
+    page: int
+    items_per_page: int
+    offers: list[ProductOffer]
+    rejected: list[RejectedOffer]
+    raw_count: int  # entries in `results`, rejected ones included: a short page ends a scan
+
+    @property
+    def is_last(self) -> bool:
+        return self.raw_count < self.items_per_page
+
+
+def parse_product_page(results: Any, page: int, items_per_page: int) -> ProductPage:
+    entries = _results_list(results)
+    offers: list[ProductOffer] = []
+    rejected: list[RejectedOffer] = []
+    for entry in entries:
+        try:
+            offers.append(ProductOffer.from_payload(entry))
+        except PayloadError as exc:
+            raw_id = entry.get("id") if isinstance(entry, Mapping) else None
+            try:
+                offer_id = _int(raw_id, "id")
+            except PayloadError:
+                offer_id = None
+            rejected.append(RejectedOffer(offer_id=offer_id, reason=str(exc), raw=entry))
+    return ProductPage(page, items_per_page, offers, rejected, len(entries))
+
+
+def parse_count(results: Any, items_per_page: int) -> ProductCount:
+    """`{"noOfItems": "1234", "noOfPages": "13", "itemsPerPage": "100"}`, numbers as strings or ints."""
+    if isinstance(results, list) and len(results) == 1:
+        results = results[0]
+    if not isinstance(results, Mapping):
+        raise PayloadError("results", results, "an object with noOfItems")
+    items = _int(results.get("noOfItems"), "noOfItems")
+    if items is None:
+        raise PayloadError("noOfItems", results.get("noOfItems"), "a count")
+    per_page = _int(results.get("itemsPerPage"), "itemsPerPage") or items_per_page
+    pages = _int(results.get("noOfPages"), "noOfPages")
+    if pages is None:
+        pages = math.ceil(items / per_page)
+    return ProductCount(items=items, pages=pages, items_per_page=per_page)
+
+
+def parse_records(results: Any) -> list[dict[str, Any]]:
+    """Results of order/vat reads: a list of objects (PHP may send an object keyed by index)."""
+    return [entry for entry in _results_list(results) if isinstance(entry, dict)]
+
+
+def _results_list(results: Any) -> list[Any]:
+    if results is None:
+        return []
+    if isinstance(results, list):
+        return results
+    if isinstance(results, Mapping):
+        return list(results.values())
+    raise PayloadError("results", results, "a list")
+
+
+def _int(value: Any, key: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            try:
+                number = Decimal(value.strip())
+            except InvalidOperation:
+                pass
+            else:
+                if number == number.to_integral_value():
+                    return int(number)
+    raise PayloadError(key, value, "an integer")
+
+
+def _money(value: Any, key: str) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise PayloadError(key, value, "a decimal amount")
+    if isinstance(value, int | float | str):
+        try:
+            amount = Decimal(str(value).strip())  # str(float) is the shortest exact repr: no float math
+        except InvalidOperation:
+            raise PayloadError(key, value, "a decimal amount") from None
+        if amount.is_finite():
+            return amount
+    raise PayloadError(key, value, "a decimal amount")
+
+
+def _str(value: Any, key: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if value == [] or value == {}:  # PHP's empty array for an empty value
+        return None
+    raise PayloadError(key, value, "a string")
+
+
+def _eans(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return [str(value)]
+    items = _list(value, "ean")
+    eans = []
+    for item in items:
+        text = _str(item, "ean")
+        if text:
+            eans.append(text)
+    return eans
+
+
+def _list(value: Any, key: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):  # PHP serialises an empty array as {} and a sparse one as an object
+        return list(value.values())
+    raise PayloadError(key, value, "a list")
+
+
+def _optional_list(value: Any, key: str) -> list[Any] | None:
+    return None if value is None else _list(value, key)
+
+
+def _objects(value: Any, key: str) -> list[dict[str, Any]]:
+    items = _list(value, key)
+    if isinstance(value, dict) and value and all(not isinstance(v, dict) for v in value.values()):
+        return [dict(value)]  # one object sent instead of a list of one
+    if not all(isinstance(item, dict) for item in items):
+        raise PayloadError(key, value, "a list of objects")
+    return items
+
+
+def _object(value: Any, key: str) -> dict[str, Any] | None:
+    if value is None or value == [] or value == {}:
+        return None
+    if isinstance(value, dict):
+        return value
+    raise PayloadError(key, value, "an object")
+
+
+def _status(value: Any, key: str) -> tuple[int | None, str | None]:
+    """validation statuses arrive as a list of `{value, description}` or as one such object."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if value is None:
+        return None, None
+    if isinstance(value, dict):
+        description = value.get("description", value.get("Description"))
+        return _int(value.get("value"), f"{key}.value"), _str(description, f"{key}.description")
+    return _int(value, key), None
+
+
+def _ownership(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return OWNERSHIP_FROM_BOOL[value]
+    return _int(value, "ownership")
+
+
+def _gpsr(value: Any, key: str) -> bool | list[dict[str, Any]] | None:
+    """A completion flag in list reads, the `{name, address, email}` list when read by one id."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, list | dict):
+        return _objects(value, key)
+    raise PayloadError(key, value, "a flag or a list of objects")

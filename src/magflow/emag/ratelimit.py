@@ -1,0 +1,151 @@
+"""A proactive request budget per account and bucket, so a normal scan never meets a 429.
+
+Requests are spaced evenly: each `acquire` reserves the next free slot (`interval` seconds after the
+previous one) and sleeps until it. Even spacing keeps every sliding window — eMAG's per-second and
+per-minute — under its limit, and a long scan uses (1 - safety_margin) of the budget.
+
+`RedisRateBudget` keeps the next free slot in Redis and reserves it with one Lua script timed by Redis's
+own clock, so the API server, every Celery worker and the CLI share one budget per account.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import threading
+import time
+import weakref
+from types import TracebackType
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from magflow.emag.config import Bucket, RateLimits
+
+MICROS = 1_000_000
+
+
+class RateBudget(abc.ABC):
+    def __init__(self, limits: RateLimits) -> None:
+        self.limits = limits
+
+    @abc.abstractmethod
+    async def reserve(self, account: str, bucket: Bucket) -> float:
+        """Reserve the next slot; return how many seconds from now it starts."""
+
+    @abc.abstractmethod
+    async def penalize(self, account: str, bucket: Bucket, seconds: float) -> None:
+        """Push the account's next free slot at least `seconds` into the future (after a 429), so every
+        process sharing this budget slows down, not only the one that was refused."""
+
+    async def acquire(self, account: str, bucket: Bucket = "default") -> float:
+        """Wait for this account's next slot in `bucket`; return the seconds waited."""
+        wait = await self.reserve(account, bucket)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return max(wait, 0.0)
+
+    async def aclose(self) -> None:
+        return None
+
+    async def __aenter__(self) -> RateBudget:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class InProcessRateBudget(RateBudget):
+    """For one process (no Redis configured). Thread-safe, so several event loops may share it."""
+
+    def __init__(self, limits: RateLimits | None = None) -> None:
+        super().__init__(limits or RateLimits())
+        self._lock = threading.Lock()
+        self._next: dict[tuple[str, str], float] = {}
+
+    async def reserve(self, account: str, bucket: Bucket) -> float:
+        interval = self.limits.interval(bucket)
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next.get((account, bucket), 0.0))
+            self._next[(account, bucket)] = slot + interval
+        return slot - now
+
+    async def penalize(self, account: str, bucket: Bucket, seconds: float) -> None:
+        with self._lock:
+            key = (account, bucket)
+            self._next[key] = max(self._next.get(key, 0.0), time.monotonic() + seconds)
+
+
+# KEYS[1] next free slot (µs, Redis clock). ARGV: interval µs, penalty µs (0 = reserve), ttl ms.
+# Reserve: slot = max(now, next); next = slot + interval; return slot - now.
+# Penalize: next = max(next, now + penalty); return 0.
+_RESERVE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local penalty = tonumber(ARGV[2])
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = tonumber(ARGV[3])
+if penalty > 0 then
+  local pushed = math.max(nxt, now + penalty)
+  redis.call('SET', KEYS[1], string.format('%.0f', pushed), 'PX', ttl + math.floor(penalty / 1000))
+  return 0
+end
+local slot = math.max(now, nxt)
+local expiry = ttl + math.floor((slot - now) / 1000)
+redis.call('SET', KEYS[1], string.format('%.0f', slot + interval), 'PX', expiry)
+return slot - now
+"""
+
+
+class RedisRateBudget(RateBudget):
+    """One budget per account and bucket for every process of a deployment, kept in Redis.
+
+    The Redis connection is opened lazily inside the running event loop (a Celery task that runs its
+    own loop gets its own connection)."""
+
+    def __init__(self, redis_url: str, limits: RateLimits | None = None, key_prefix: str = "magflow") -> None:
+        super().__init__(limits or RateLimits())
+        self.redis_url = redis_url
+        self.key_prefix = key_prefix
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._scripts: dict[int, Any] = {}
+
+    def key(self, account: str, bucket: Bucket) -> str:
+        return f"{self.key_prefix}:emag-budget:{account}:{bucket}"
+
+    def _script(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = aioredis.Redis.from_url(self.redis_url)
+            self._clients[loop] = client
+            self._scripts[id(client)] = client.register_script(_RESERVE_LUA)
+        return self._scripts[id(client)]
+
+    async def _call(self, account: str, bucket: Bucket, penalty: float) -> int:
+        interval_us = round(self.limits.interval(bucket) * MICROS)
+        ttl_ms = 60_000 + interval_us // 1000
+        result = await self._script()(
+            keys=[self.key(account, bucket)], args=[interval_us, round(penalty * MICROS), ttl_ms]
+        )
+        return int(result)
+
+    async def reserve(self, account: str, bucket: Bucket) -> float:
+        return await self._call(account, bucket, 0.0) / MICROS
+
+    async def penalize(self, account: str, bucket: Bucket, seconds: float) -> None:
+        if seconds > 0:
+            await self._call(account, bucket, seconds)
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        client = self._clients.pop(loop, None)
+        if client is not None:
+            self._scripts.pop(id(client), None)
+            await client.aclose()
