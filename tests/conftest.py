@@ -1,1 +1,1 @@
-pytest_plugins = ["magflow.testing.database", "magflow.testing.sandbox"]
+pytest_plugins = ["magflow.testing.database", "magflow.testing.sandbox", "magflow.testing.sync"]

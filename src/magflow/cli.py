@@ -11,7 +11,9 @@ import typer
 
 from magflow.config import SettingsError, get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="A local PostgreSQL copy of eMAG catalogues.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="A local PostgreSQL copy of eMAG catalogues."
+)
 db_app = typer.Typer(no_args_is_help=True, help="The database: migrations, the embedded server, its URL.")
 app.add_typer(db_app, name="db")
 

@@ -1,3 +1,371 @@
-"""The operator commands (sync, status, history, resume, ...), registered on the `magflow` app."""
+"""The operator commands (sync, resume, sandbox, test-connection), registered on the `magflow` app."""
 
 from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from magflow.accounts import AccountNotConfiguredError, configured_accounts
+from magflow.cli import app, run
+from magflow.config import get_settings
+from magflow.emag import AccountConfig
+
+console = Console()
+
+
+@contextlib.contextmanager
+def sandbox_accounts(products: int, rate: float | None) -> Iterator[dict[str, AccountConfig]]:
+    """The built-in eMAG sandbox on a free port, with both seller accounts."""
+    from magflow.sandbox import SANDBOX_ACCOUNTS, SandboxServer, SandboxState
+
+    state = SandboxState(
+        products_per_account=products,
+        seed=1,
+        rate_per_second=rate,
+        rate_per_minute=int(rate * 60) if rate else None,
+    )
+    server = SandboxServer(state, host="127.0.0.1", port=0)
+    server.start()
+    try:
+        yield {
+            account: AccountConfig(
+                account=account, username=user, password=password, base_url=server.base_url
+            )
+            for account, (user, password) in SANDBOX_ACCOUNTS.items()
+        }
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def _accounts(sandbox: bool | None, products: int, rate: float | None) -> Iterator[dict[str, AccountConfig]]:
+    settings = get_settings()
+    use_sandbox = sandbox if sandbox is not None else not settings.any_credentials
+    rate = rate or None
+    if use_sandbox:
+        console.print(
+            f"[yellow]No eMAG credentials are set: syncing from the built-in eMAG sandbox "
+            f"({products} products per account, {rate or 'no'} requests/s limit). "
+            "Set EMAG_MAIN_USERNAME/EMAG_MAIN_PASSWORD (and FBE) to sync real accounts.[/yellow]"
+        )
+        with sandbox_accounts(products, rate) as configs:
+            yield configs
+    else:
+        yield configured_accounts(settings)
+
+
+@contextlib.asynccontextmanager
+async def _session() -> AsyncIterator[Any]:
+    from magflow.db.engine import dispose_engine, get_db, resolve_database_url
+    from magflow.db.migrate import upgrade
+
+    await upgrade(resolve_database_url())
+    try:
+        async with get_db() as db:
+            yield db
+    finally:
+        await dispose_engine()
+
+
+def _summary(result: dict[str, Any]) -> None:
+    table = Table(title=f"Sync {result['sync_id']} — {result['mode']} — {result['status']}")
+    for column in ("account", "status", "processed", "created", "updated", "unchanged", "failed", "missing"):
+        table.add_column(column, justify="right" if column not in ("account", "status") else "left")
+    for account, numbers in result["accounts"].items():
+        table.add_row(
+            account,
+            numbers["status"],
+            *(
+                str(numbers[k])
+                for k in ("total_processed", "created", "updated", "unchanged", "failed", "missing")
+            ),
+        )
+    table.add_row(
+        "total",
+        result["status"],
+        *(
+            str(result[k])
+            for k in ("total_processed", "created", "updated", "unchanged", "failed", "missing")
+        ),
+        style="bold",
+    )
+    console.print(table)
+    console.print(f"duration {result['duration_seconds']:.1f}s")
+    for error in result["errors"][:10]:
+        console.print(f"[red]error[/red] {error}")
+    if result.get("error_message"):
+        console.print(f"[red]{result['error_message']}[/red]")
+
+
+async def _sync(
+    configs: dict[str, AccountConfig],
+    account: str,
+    mode: str,
+    strategy: str,
+    max_pages: int | None,
+    items_per_page: int,
+    include_inactive: bool,
+    filters: Any,
+    triggered_by: str,
+) -> dict[str, Any]:
+    from magflow.sync import EmagProductSyncService
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} products"),
+        TextColumn("{task.fields[rate]} /s"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def on_progress(acct: str, p: dict[str, Any]) -> None:
+            if acct not in tasks:
+                tasks[acct] = bars.add_task(acct.upper(), total=p["total_items"] or None, rate="0")
+            bars.update(
+                tasks[acct],
+                completed=p["current_item"],
+                total=max(p["total_items"], p["current_item"]) or None,
+                rate=f"{p['items_per_second']:.0f}",
+            )
+
+        async with (
+            _session() as db,
+            EmagProductSyncService(
+                db=db,
+                account_type=account,
+                conflict_strategy=strategy,
+                account_configs=configs,
+                triggered_by=triggered_by,
+                on_progress=on_progress,
+            ) as svc,
+        ):
+            return await svc.sync_all_products(
+                mode=mode,
+                max_pages=max_pages,
+                items_per_page=items_per_page,
+                include_inactive=include_inactive,
+                filters=filters,
+            )
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]magflow: {message}[/red]")
+    return typer.Exit(code)
+
+
+@app.command()
+def sync(
+    account: str = typer.Option("both", help="main, fbe or both"),
+    mode: str = typer.Option("full", help="full, incremental or selective"),
+    conflict_strategy: str = typer.Option(
+        "emag_priority", help="emag_priority, local_priority, newest_wins, manual"
+    ),
+    max_pages: int | None = typer.Option(None, help="incremental/selective: read at most this many pages"),
+    items_per_page: int = typer.Option(100, help="1-100"),
+    include_inactive: bool = typer.Option(False, help="incremental/selective: include inactive offers"),
+    ids: list[int] = typer.Option([], "--id", help="selective: an offer id (repeatable)"),
+    skus: list[str] = typer.Option([], "--sku", help="selective: a part_number (repeatable)"),
+    keys: list[str] = typer.Option([], "--part-number-key", help="selective: a part_number_key (repeatable)"),
+    status: int | None = typer.Option(None, help="selective: offer status 0, 1 or 2"),
+    sandbox: bool | None = typer.Option(
+        None, "--sandbox/--no-sandbox", help="default: sandbox when no credentials"
+    ),
+    sandbox_products: int = typer.Option(1000, help="products per account in the built-in sandbox"),
+    sandbox_rate: float = typer.Option(3.0, help="the sandbox's requests/s limit per account (eMAG's is 3)"),
+) -> None:
+    """Sync products from eMAG into the local database, with a progress bar per account and a summary."""
+    from magflow.sync import SelectiveFilters, SyncAlreadyRunningError, SyncRequestError
+
+    filters = SelectiveFilters(ids=ids, skus=skus, part_number_keys=keys, status=status)
+    try:
+        with _accounts(sandbox, sandbox_products, sandbox_rate) as configs:
+            result = run(
+                _sync(
+                    configs,
+                    account,
+                    mode,
+                    conflict_strategy,
+                    max_pages,
+                    items_per_page,
+                    include_inactive,
+                    filters,
+                    "cli",
+                )
+            )
+    except (SyncAlreadyRunningError, SyncRequestError, AccountNotConfiguredError) as exc:
+        raise _fail(str(exc), 2) from None
+    _summary(result)
+    if result["status"] not in ("completed",):
+        raise typer.Exit(1)
+
+
+@app.command()
+def resume(
+    sandbox: bool | None = typer.Option(None, "--sandbox/--no-sandbox"),
+    sandbox_products: int = typer.Option(1000),
+    sandbox_rate: float = typer.Option(3.0),
+) -> None:
+    """Resume every interrupted or failed sync from its last checkpoint."""
+    from magflow.sync.runs import resumable_runs
+
+    async def pending() -> list[tuple[str, str, dict[str, Any]]]:
+        async with _session() as db:
+            return [(r.account_type, r.mode, dict(r.checkpoint)) for r in await resumable_runs(db)]
+
+    todo = run(pending())
+    if not todo:
+        console.print("nothing to resume: every sync finished")
+        return
+    with _accounts(sandbox, sandbox_products, sandbox_rate) as configs:
+        for account, mode, checkpoint in todo:
+            fp = checkpoint.get("fingerprint", {})
+            console.print(f"resuming the {mode} sync of {account} from page {checkpoint.get('next_page')}")
+            result = run(
+                _sync(
+                    configs,
+                    account,
+                    mode,
+                    "emag_priority",
+                    fp.get("max_pages"),
+                    fp.get("items_per_page", 100),
+                    not any("status" in s for s in fp.get("filters", {}).get("sets", [])),
+                    None,
+                    "cli:resume",
+                )
+            )
+            _summary(result)
+
+
+@app.command("sandbox")
+def sandbox_command(
+    port: int = typer.Option(8099),
+    products: int = typer.Option(10000),
+    seed: int = typer.Option(1),
+    host: str = typer.Option("127.0.0.1"),
+    rate_limit: bool = typer.Option(True, "--rate-limit/--no-rate-limit", help="eMAG's 3/s and 12/s limits"),
+) -> None:
+    """Run the built-in eMAG marketplace sandbox (an HTTP server speaking the eMAG API)."""
+    from magflow.sandbox.server import run_cli
+
+    run_cli(port=port, products=products, seed=seed, host=host, rate_limit=rate_limit)
+
+
+@app.command("test-connection")
+def test_connection(account: str = typer.Option("main", help="main or fbe")) -> None:
+    """Check an account's credentials, IP whitelisting and reachability (no secret is printed)."""
+    from magflow.accounts import account_config, rate_budget
+    from magflow.emag import EmagClient
+
+    settings = get_settings()
+
+    async def check() -> Any:
+        budget = rate_budget(settings)
+        try:
+            async with EmagClient(account_config(settings, account), budget=budget) as client:  # type: ignore[arg-type]
+                return await client.check_connection()
+        finally:
+            await budget.aclose()
+
+    try:
+        verdict = run(check())
+    except AccountNotConfiguredError as exc:
+        raise _fail(str(exc), 2) from None
+    console.print(f"{account}: {verdict.status} — {verdict.message}")
+    if verdict.status != "ok":
+        raise typer.Exit(1)
+
+
+def parse_uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a sync id (a UUID as shown by `magflow history`)"
+        ) from None
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "-"
+    if hasattr(value, "strftime"):
+        return str(value.strftime("%Y-%m-%d %H:%M:%S"))
+    return str(value)
+
+
+@app.command()
+def status() -> None:
+    """Show the running sync (live, from any process) and the last syncs."""
+    from magflow.reports import sync_status
+
+    async def read() -> dict[str, Any]:
+        async with _session() as db:
+            return await sync_status(db)
+
+    report = run(read())
+    if not report["is_running"]:
+        console.print("no product sync is running")
+    for current in report.get("active_syncs") or []:
+        console.print(
+            f"[bold]{current['status']}[/bold] {current['id']} {current['operation']} "
+            f"account={current['account_type']} "
+            f"{current.get('processed_items', 0)}/{current.get('total_items', 0)} "
+            f"({current.get('percentage', 0)}%) ETA {_short(current.get('estimated_completion_at'))}"
+        )
+    _history_table("recent syncs", report["recent_syncs"])
+
+
+def _history_table(title: str, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=title)
+    for column in (
+        "started",
+        "id",
+        "account",
+        "operation",
+        "status",
+        "processed",
+        "created",
+        "updated",
+        "failed",
+        "duration",
+    ):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            _short(r.get("started_at")),
+            str(r["id"])[:8],
+            r["account_type"],
+            r["operation"],
+            r["status"],
+            str(r.get("processed_items", 0)),
+            str(r.get("created_items", 0)),
+            str(r.get("updated_items", 0)),
+            str(r.get("failed_items", 0)),
+            f"{r.get('duration_seconds') or 0:.1f}s",
+        )
+    console.print(table)
+
+
+@app.command()
+def history(
+    limit: int = typer.Option(20, min=1, max=100),
+    account: str | None = typer.Option(None, help="main, fbe or both"),
+    status: str | None = typer.Option(None, help="completed, partial, failed, interrupted, cancelled, ..."),
+) -> None:
+    """List past syncs, newest first."""
+    from magflow.reports import history as read_history
+
+    async def read() -> list[dict[str, Any]]:
+        async with _session() as db:
+            return await read_history(db, limit=limit, account_type=account, status=status)
+
+    _history_table("sync history", run(read()))

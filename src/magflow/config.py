@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AccountName = Literal["main", "fbe"]
@@ -78,6 +78,16 @@ class Settings(BaseSettings):
             raise ValueError("an http(s) URL such as https://marketplace-api.emag.ro/api-3")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _no_placeholders(self) -> Settings:
+        for account in ACCOUNTS:
+            upper = account.upper()
+            if self.username(account).startswith("your_"):
+                raise ValueError(f"EMAG_{upper}_USERNAME still holds the placeholder from .env.example")
+            if self.password(account).get_secret_value().startswith("your_"):
+                raise ValueError(f"EMAG_{upper}_PASSWORD still holds the placeholder from .env.example")
+        return self
+
     def username(self, account: AccountName) -> str:
         return self.emag_main_username if account == "main" else self.emag_fbe_username
 
@@ -115,6 +125,9 @@ _EXPECTS = {
 
 def _explain(error: ValidationError) -> str:
     first = error.errors()[0]
+    if not first["loc"]:  # a whole-model check (placeholders)
+        reason = str((first.get("ctx") or {}).get("error") or first["msg"])
+        return f"{reason}: put the real value in the environment or .env, or remove the line"
     name = str(first["loc"][0]).upper() if first["loc"] else "a setting"
     ctx = first.get("ctx") or {}
     template = _EXPECTS.get(first["type"])

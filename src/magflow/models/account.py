@@ -30,7 +30,7 @@ class EmagSyncSeen(Base):
 
     __tablename__ = "emag_sync_seen"
 
-    sync_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    scan_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     account_type: Mapped[str] = mapped_column(String(8), primary_key=True)
     emag_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 

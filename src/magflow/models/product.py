@@ -101,8 +101,8 @@ class EmagProduct(Base):
     genius_computed: Mapped[int | None] = mapped_column(SmallInteger)
 
     safety_information: Mapped[str | None] = mapped_column(Text)
-    gpsr_manufacturer: Mapped[Any] = mapped_column(JSONB)
-    gpsr_eu_representative: Mapped[Any] = mapped_column(JSONB)
+    gpsr_manufacturer: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    gpsr_eu_representative: Mapped[Any] = mapped_column(JSONB, nullable=True)
 
     raw_emag_data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -1,0 +1,446 @@
+"""One account's part of a sync run: read pages (prefetching the next while writing the current), commit each
+page with its checkpoint, verify a full scan and sweep what is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, case, delete, func, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from magflow.emag import EmagClient, EmagError, ProductPage
+from magflow.models import EmagProduct, EmagSyncLog, EmagSyncProgress, EmagSyncSeen
+from magflow.sync.enums import SyncMode
+from magflow.sync.runs import MAX_STORED_ERRORS, find_resumable, utcnow
+from magflow.sync.writer import PageOutcome, PageWriter, mark_missing, unseen_candidates
+
+log = logging.getLogger("magflow.sync")
+
+MAX_PASSES = 3
+CONFIRM_LIMIT = 25
+PREFETCH = 2
+
+ProgressCallback = Callable[[str, dict[str, Any]], Awaitable[None] | None]
+
+
+@dataclass
+class AccountResult:
+    account: str
+    status: str = "running"
+    total_items: int = 0
+    total_processed: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    missing: int = 0
+    conflicts: int = 0
+    pages: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    error_message: str | None = None
+    resumed_from: uuid.UUID | None = None
+
+    def add(self, outcome: PageOutcome) -> None:
+        self.created += outcome.created
+        self.updated += outcome.updated
+        self.unchanged += outcome.unchanged
+        self.failed += outcome.failed
+        self.conflicts += outcome.conflicts
+        self.total_processed += outcome.processed
+        self.errors.extend(outcome.errors)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "total_items": self.total_items,
+            "total_processed": self.total_processed,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
+            "missing": self.missing,
+            "conflicts": self.conflicts,
+            "pages": self.pages,
+            "errors": self.errors,
+            "error_message": self.error_message,
+            "resumed_from": str(self.resumed_from) if self.resumed_from else None,
+        }
+
+
+@dataclass
+class Plan:
+    mode: SyncMode
+    items_per_page: int
+    max_pages: int | None
+    filter_sets: list[dict[str, Any]]
+    fingerprint: dict[str, Any]
+
+
+@dataclass
+class _End:
+    last_page_short: bool
+
+
+class AccountRun:
+    def __init__(
+        self,
+        *,
+        account: str,
+        sync_id: uuid.UUID,
+        client: EmagClient,
+        sessions: async_sessionmaker[AsyncSession],
+        writer: PageWriter,
+        plan: Plan,
+        guard_ratio: float,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.account = account
+        self.sync_id = sync_id
+        self.client = client
+        self.sessions = sessions
+        self.writer = writer
+        self.plan = plan
+        self.guard_ratio = guard_ratio
+        self.on_progress = on_progress
+        self.result = AccountResult(account=account)
+        self._cancelled = False
+        self._started = time.monotonic()
+        self._requests_seen = 0
+        self._waits_seen = 0.0
+        self._hits_seen = 0
+        self._retries_seen = 0
+
+    async def run(self) -> AccountResult:
+        async with self.sessions() as session:
+            progress, checkpoint = await self._start(session)
+            try:
+                await self._run_checkpointed(session, progress, checkpoint)
+            except EmagError as exc:
+                await session.rollback()
+                self._fail(exc, progress)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("sync failed sync_id=%s account=%s", self.sync_id, self.account)
+                await session.rollback()
+                self.result.status = "failed" if self.result.pages == 0 else "partial"
+                self.result.error_message = f"internal error: {type(exc).__name__}: {exc}"
+                self.result.errors.append({"account": self.account, "reason": self.result.error_message})
+            await self._finish(session, progress)
+        return self.result
+
+    def _fail(self, exc: EmagError, progress: EmagSyncProgress) -> None:
+        self.result.status = "failed" if self.result.pages == 0 else "partial"
+        self.result.error_message = str(exc)
+        self.result.errors.append(
+            {
+                "account": self.account,
+                "page": getattr(exc, "page", None),
+                "reason": str(exc),
+                "kind": exc.kind,
+            }
+        )
+
+    async def _start(self, session: AsyncSession) -> tuple[EmagSyncProgress, dict[str, Any]]:
+        plan = self.plan
+        previous = None
+        if plan.mode is not SyncMode.SELECTIVE:
+            previous = await find_resumable(session, self.account, plan.mode.value, plan.fingerprint)
+        if previous is not None:
+            checkpoint = dict(previous.checkpoint)
+            previous.checkpoint = {**previous.checkpoint, "resumed_by": str(self.sync_id)}
+            self.result.resumed_from = previous.sync_id
+        else:
+            checkpoint = {
+                "next_page": 1,
+                "filter_index": 0,
+                "pass": 1,
+                "scan_id": str(uuid.uuid4()),
+                "count_at_start": None,
+                "fingerprint": plan.fingerprint,
+                "resumable": plan.mode is not SyncMode.SELECTIVE,
+            }
+        progress = EmagSyncProgress(
+            sync_id=self.sync_id,
+            account_type=self.account,
+            mode=plan.mode.value,
+            status="running",
+            checkpoint=checkpoint,
+        )
+        if previous is not None:
+            # Percentages go on from where the interrupted run stopped; the counts are this run's own.
+            progress.current_item = previous.current_item
+            progress.current_page = previous.current_page
+        session.add(progress)
+        await session.commit()
+        return progress, checkpoint
+
+    async def _run_checkpointed(
+        self, session: AsyncSession, progress: EmagSyncProgress, checkpoint: dict[str, Any]
+    ) -> None:
+        plan = self.plan
+        while checkpoint["filter_index"] < len(plan.filter_sets):
+            filters = plan.filter_sets[checkpoint["filter_index"]]
+            count = await self.client.count_products(filters)
+            if checkpoint.get("count_at_start") is None:
+                checkpoint["count_at_start"] = count.items
+            self.result.total_items = max(self.result.total_items, count.items)
+            progress.total_items = count.items if len(plan.filter_sets) == 1 else len(plan.filter_sets)
+            progress.total_pages = count.pages
+            if plan.max_pages is not None:
+                progress.total_pages = min(count.pages, plan.max_pages)
+                progress.total_items = min(count.items, plan.max_pages * plan.items_per_page)
+            complete = await self._scan(session, progress, checkpoint, filters)
+            if self._cancelled:
+                return
+            if plan.mode is SyncMode.FULL and complete:
+                if await self._verify_and_sweep(session, progress, checkpoint):
+                    return
+                continue  # another pass
+            checkpoint.update(filter_index=checkpoint["filter_index"] + 1, next_page=1, count_at_start=None)
+        self.result.status = "completed"
+
+    async def _scan(
+        self,
+        session: AsyncSession,
+        progress: EmagSyncProgress,
+        checkpoint: dict[str, Any],
+        filters: dict[str, Any],
+    ) -> bool:
+        """Read from the checkpoint's page on; True when the last page was reached (not max_pages)."""
+        plan = self.plan
+        queue: asyncio.Queue[tuple[int, ProductPage, datetime] | _End | EmagError] = asyncio.Queue(PREFETCH)
+        scan_id = uuid.UUID(checkpoint["scan_id"]) if plan.mode is SyncMode.FULL else None
+
+        async def produce() -> None:
+            page_no = checkpoint["next_page"]
+            try:
+                while plan.max_pages is None or page_no <= plan.max_pages:
+                    observed = utcnow()
+                    page = await self.client.read_products_page(page_no, plan.items_per_page, filters)
+                    await queue.put((page_no, page, observed))
+                    if page.raw_count < plan.items_per_page:
+                        await queue.put(_End(last_page_short=True))
+                        return
+                    page_no += 1
+                await queue.put(_End(last_page_short=False))
+            except EmagError as exc:
+                await queue.put(exc)
+
+        producer = asyncio.create_task(produce(), name=f"read-pages-{self.account}")
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, EmagError):
+                    raise item
+                if isinstance(item, _End):
+                    return item.last_page_short
+                page_no, page, observed = item
+                outcome = await self.writer.write(session, page.offers, page.rejected, observed, scan_id)
+                checkpoint["next_page"] = page_no + 1
+                self.result.add(outcome)
+                self.result.pages += 1
+                await self._commit_page(session, progress, checkpoint, outcome, page_no)
+                if self._cancelled:
+                    return False
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+
+    async def _commit_page(
+        self,
+        session: AsyncSession,
+        progress: EmagSyncProgress,
+        checkpoint: dict[str, Any],
+        outcome: PageOutcome,
+        page_no: int,
+    ) -> None:
+        now = utcnow()
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        progress.current_page = page_no
+        progress.current_item += outcome.processed
+        progress.created_items += outcome.created
+        progress.updated_items += outcome.updated
+        progress.unchanged_items += outcome.unchanged
+        progress.failed_items += outcome.failed
+        total = max(progress.total_items, progress.current_item)
+        progress.percentage = round(100.0 * progress.current_item / total, 2) if total else 100.0
+        rate = self.result.total_processed / elapsed
+        progress.items_per_second = round(rate, 2)
+        remaining = max(total - progress.current_item, 0)
+        progress.estimated_completion_at = now + timedelta(seconds=remaining / rate) if rate > 0 else None
+        progress.checkpoint = dict(checkpoint)
+        progress.heartbeat_at = now
+        progress.updated_at = now
+        stats = self.client.stats
+        requests, self._requests_seen = stats.requests - self._requests_seen, stats.requests
+        hits, self._hits_seen = stats.http_429 - self._hits_seen, stats.http_429
+        retries, self._retries_seen = stats.retries - self._retries_seen, stats.retries
+        waits, self._waits_seen = stats.rate_wait_seconds - self._waits_seen, stats.rate_wait_seconds
+        errors = outcome.errors[:20]
+        cancel = await session.scalar(
+            update(EmagSyncLog)
+            .where(EmagSyncLog.id == self.sync_id)
+            .values(
+                processed_items=EmagSyncLog.processed_items + outcome.processed,
+                created_items=EmagSyncLog.created_items + outcome.created,
+                updated_items=EmagSyncLog.updated_items + outcome.updated,
+                unchanged_items=EmagSyncLog.unchanged_items + outcome.unchanged,
+                failed_items=EmagSyncLog.failed_items + outcome.failed,
+                conflicts=EmagSyncLog.conflicts + outcome.conflicts,
+                pages_processed=EmagSyncLog.pages_processed + 1,
+                api_requests=EmagSyncLog.api_requests + requests,
+                api_retries=EmagSyncLog.api_retries + retries,
+                rate_limit_hits=EmagSyncLog.rate_limit_hits + hits,
+                rate_limit_wait_seconds=EmagSyncLog.rate_limit_wait_seconds + waits,
+                errors=case(
+                    (
+                        func.jsonb_array_length(EmagSyncLog.errors) < MAX_STORED_ERRORS,
+                        EmagSyncLog.errors.op("||")(bindparam("page_errors", errors, type_=JSONB)),
+                    ),
+                    else_=EmagSyncLog.errors,
+                )
+                if errors
+                else EmagSyncLog.errors,
+                heartbeat_at=now,
+            )
+            .returning(EmagSyncLog.cancel_requested)
+        )
+        await session.commit()
+        if cancel:
+            self._cancelled = True
+            self.result.status = "cancelled"
+        await self._notify(progress)
+
+    async def _notify(self, progress: EmagSyncProgress) -> None:
+        if self.on_progress is None:
+            return
+        maybe = self.on_progress(
+            self.account,
+            {
+                "current_page": progress.current_page,
+                "total_pages": progress.total_pages,
+                "current_item": progress.current_item,
+                "total_items": progress.total_items,
+                "percentage": progress.percentage,
+                "items_per_second": progress.items_per_second,
+            },
+        )
+        if maybe is not None:
+            await maybe
+
+    async def _verify_and_sweep(
+        self, session: AsyncSession, progress: EmagSyncProgress, checkpoint: dict[str, Any]
+    ) -> bool:
+        """After a full pass: True when done (swept, or refused with a reason); False to scan once more."""
+        scan_id = uuid.UUID(checkpoint["scan_id"])
+        count_end = (await self.client.count_products({})).items
+        seen = int(
+            await session.scalar(
+                select(func.count()).select_from(EmagSyncSeen).where(EmagSyncSeen.scan_id == scan_id)
+            )
+            or 0
+        )
+        stable = checkpoint.get("count_at_start") == count_end and seen >= count_end
+        if not stable:
+            if checkpoint["pass"] >= MAX_PASSES:
+                self._partial(
+                    f"the catalogue kept changing during {MAX_PASSES} passes (eMAG count {count_end}, "
+                    f"read {seen}); nothing was marked missing. Run a full sync again at a quieter time"
+                )
+                await self._drop_seen(session, scan_id)
+                return True
+            await self._drop_seen(session, scan_id)
+            checkpoint.update(
+                {
+                    "pass": checkpoint["pass"] + 1,
+                    "scan_id": str(uuid.uuid4()),
+                    "next_page": 1,
+                    "count_at_start": count_end,
+                }
+            )
+            progress.checkpoint = dict(checkpoint)
+            await session.commit()
+            return False
+        candidates = await unseen_candidates(session, self.account, scan_id, CONFIRM_LIMIT + 1)
+        if 0 < len(candidates) <= CONFIRM_LIMIT:
+            # Offset paging can skip a row that shifted; ask for each candidate by id before calling it gone.
+            for emag_id in candidates:
+                page = await self.client.read_products_page(1, self.plan.items_per_page, {"id": emag_id})
+                if page.offers or page.rejected:
+                    outcome = await self.writer.write(session, page.offers, page.rejected, utcnow(), scan_id)
+                    self.result.add(outcome)
+            await session.commit()
+        known = int(
+            await session.scalar(
+                select(func.count())
+                .select_from(EmagProduct)
+                .where(EmagProduct.account_type == self.account, EmagProduct.is_missing.is_(False))
+            )
+            or 0
+        )
+        if known and seen < self.guard_ratio * known:
+            self._partial(
+                f"missing-product sweep refused: eMAG listed {seen} offers but {known} are stored, "
+                f"below the {self.guard_ratio:.0%} guard; nothing was marked missing. "
+                "Check the account on eMAG (status filters, suspended offers), then run a full sync again"
+            )
+        else:
+            self.result.missing = await mark_missing(session, self.account, scan_id, self.sync_id, utcnow())
+            self.result.status = "completed"
+        await self._drop_seen(session, scan_id)
+        return True
+
+    def _partial(self, message: str) -> None:
+        self.result.status = "partial"
+        self.result.error_message = message
+        self.result.errors.append({"account": self.account, "reason": message})
+
+    async def _drop_seen(self, session: AsyncSession, scan_id: uuid.UUID) -> None:
+        await session.execute(delete(EmagSyncSeen).where(EmagSyncSeen.scan_id == scan_id))
+        await session.commit()
+
+    async def _finish(self, session: AsyncSession, progress: EmagSyncProgress) -> None:
+        await session.refresh(progress)  # a rollback expired it; the committed state is the truth
+        now = utcnow()
+        status = self.result.status
+        if status == "running":
+            status = self.result.status = "completed"
+        progress.status = status
+        progress.last_error = self.result.error_message
+        progress.heartbeat_at = now
+        progress.updated_at = now
+        resumable = status in ("failed", "cancelled") or (status == "partial" and self._stopped_mid_scan())
+        progress.checkpoint = {
+            **progress.checkpoint,
+            "resumable": resumable and self.plan.mode is not SyncMode.SELECTIVE,
+        }
+        if status == "completed":
+            progress.percentage = 100.0
+            progress.estimated_completion_at = now
+        session.add(progress)
+        await session.commit()
+
+    def _stopped_mid_scan(self) -> bool:
+        return any("page" in e for e in self.result.errors)
+
+
+def fingerprint(
+    mode: SyncMode, items_per_page: int, max_pages: int | None, filters: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "mode": mode.value,
+        "items_per_page": items_per_page,
+        "max_pages": max_pages,
+        "filters": dict(filters),
+    }

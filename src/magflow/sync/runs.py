@@ -1,0 +1,169 @@
+"""Reading and writing run records: `emag_sync_logs` (one per run) and `emag_sync_progress` (per account)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from magflow.models import EmagSyncLog, EmagSyncProgress
+from magflow.sync.locks import account_is_locked
+
+MAX_STORED_ERRORS = 100
+RESUMABLE = ("interrupted", "failed", "partial")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SyncAlreadyRunningError(Exception):
+    """A sync for this account is already running somewhere; the message names it."""
+
+    def __init__(self, account: str, running: EmagSyncLog | None) -> None:
+        self.account = account
+        self.running_sync_id = running.id if running else None
+        if running is not None:
+            detail = (
+                f"sync {running.id} ({running.operation}, account {running.account_type}, "
+                f"started {running.started_at:%Y-%m-%d %H:%M:%S} UTC, triggered by {running.triggered_by})"
+            )
+        else:
+            detail = "another process"
+        super().__init__(
+            f"a product sync for account {account} is already running: {detail}; "
+            "wait for it to finish (see /status or `magflow status`) or cancel it"
+        )
+
+
+@dataclass
+class PageCounts:
+    processed: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    missing: int = 0
+    conflicts: int = 0
+
+
+async def running_sync_for(session: AsyncSession, account: str) -> EmagSyncLog | None:
+    accounts = [account, "both"]
+    return (
+        await session.scalars(
+            select(EmagSyncLog)
+            .where(EmagSyncLog.status.in_(("running", "queued")), EmagSyncLog.account_type.in_(accounts))
+            .order_by(EmagSyncLog.started_at.desc())
+            .limit(1)
+        )
+    ).first()
+
+
+async def reap_dead_runs(
+    engine: AsyncEngine, session: AsyncSession, stale_after: timedelta
+) -> list[uuid.UUID]:
+    """Mark runs interrupted whose process is gone: no account lock held and no heartbeat for `stale_after`.
+
+    Returns the ids of the runs it marked. Safe to call from anywhere (status reads, the health check).
+    """
+    now = utcnow()
+    candidates = (await session.scalars(select(EmagSyncLog).where(EmagSyncLog.status == "running"))).all()
+    reaped: list[uuid.UUID] = []
+    for run in candidates:
+        accounts = ["main", "fbe"] if run.account_type == "both" else [run.account_type]
+        beat = run.heartbeat_at or run.started_at
+        if now - beat < stale_after:
+            continue
+        if any([await account_is_locked(engine, a) for a in accounts]):
+            continue
+        await mark_interrupted(session, run.id, "the process running this sync stopped (no heartbeat)")
+        reaped.append(run.id)
+    return reaped
+
+
+async def mark_interrupted(session: AsyncSession, sync_id: uuid.UUID, reason: str) -> None:
+    now = utcnow()
+    await session.execute(
+        update(EmagSyncProgress)
+        .where(EmagSyncProgress.sync_id == sync_id, EmagSyncProgress.status == "running")
+        .values(status="interrupted", last_error=reason, updated_at=now)
+    )
+    run = await session.get(EmagSyncLog, sync_id)
+    if run is not None and run.status in ("running", "queued"):
+        run.status = "interrupted"
+        run.completed_at = now
+        run.duration_seconds = (now - run.started_at).total_seconds()
+        run.error_message = reason
+        append_errors(run, [{"reason": reason}])
+
+
+def append_errors(run: EmagSyncLog, errors: list[dict[str, Any]]) -> None:
+    if not errors:
+        return
+    stored = list(run.errors or [])
+    room = MAX_STORED_ERRORS - len(stored)
+    if room > 0:
+        stored.extend(errors[:room])
+        run.errors = stored
+
+
+async def interrupt_orphans(session: AsyncSession, accounts: list[str]) -> None:
+    """We hold these accounts' locks, so any run still 'running' on them is dead: say so."""
+    rows = (
+        await session.scalars(
+            select(EmagSyncProgress.sync_id).where(
+                EmagSyncProgress.status == "running", EmagSyncProgress.account_type.in_(accounts)
+            )
+        )
+    ).all()
+    for sync_id in set(rows):
+        await mark_interrupted(session, sync_id, "the process running this sync stopped before finishing")
+
+
+async def find_resumable(
+    session: AsyncSession, account: str, mode: str, fingerprint: dict[str, Any]
+) -> EmagSyncProgress | None:
+    """The latest unfinished progress row of this account that a new run with the same shape can continue."""
+    rows = (
+        await session.scalars(
+            select(EmagSyncProgress)
+            .where(
+                EmagSyncProgress.account_type == account,
+                EmagSyncProgress.mode == mode,
+                EmagSyncProgress.status.in_(RESUMABLE),
+            )
+            .order_by(EmagSyncProgress.updated_at.desc())
+            .limit(5)
+        )
+    ).all()
+    for row in rows:
+        checkpoint = row.checkpoint or {}
+        if checkpoint.get("resumed_by") or not checkpoint.get("resumable", True):
+            continue
+        if checkpoint.get("fingerprint") == fingerprint:
+            return row
+    return None
+
+
+async def resumable_runs(session: AsyncSession) -> list[EmagSyncProgress]:
+    rows = (
+        await session.scalars(
+            select(EmagSyncProgress)
+            .where(EmagSyncProgress.status.in_((*RESUMABLE, "cancelled")))
+            .order_by(EmagSyncProgress.updated_at.desc())
+        )
+    ).all()
+    seen: set[tuple[str, str]] = set()
+    result = []
+    for row in rows:
+        key = (row.account_type, row.mode)
+        checkpoint = row.checkpoint or {}
+        if key in seen or checkpoint.get("resumed_by") or not checkpoint.get("resumable", True):
+            continue
+        seen.add(key)
+        result.append(row)
+    return result

@@ -1,0 +1,433 @@
+"""EmagProductSyncService: the user's guide's entry point for syncing products from MAIN and FBE."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from magflow.accounts import AccountNotConfiguredError, configured_accounts, rate_budget
+from magflow.config import ACCOUNTS, Settings, get_settings
+from magflow.db.engine import session_factory
+from magflow.emag import AccountConfig, EmagClient, EmagError, RateBudget
+from magflow.models import EmagAccountState, EmagSyncLog
+from magflow.sync.account_run import AccountResult, AccountRun, Plan, ProgressCallback, fingerprint
+from magflow.sync.enums import ConflictResolutionStrategy, SyncMode
+from magflow.sync.locks import AccountBusy, AccountLocks
+from magflow.sync.runs import (
+    SyncAlreadyRunningError,
+    append_errors,
+    interrupt_orphans,
+    running_sync_for,
+    utcnow,
+)
+from magflow.sync.transforms import Transform, TransformContext, load_transform
+from magflow.sync.writer import PageWriter
+
+log = logging.getLogger("magflow.sync")
+
+HEARTBEAT_SECONDS = 10.0
+OPERATIONS = {
+    SyncMode.FULL: "full_sync",
+    SyncMode.INCREMENTAL: "incremental_sync",
+    SyncMode.SELECTIVE: "selective_sync",
+}
+SCALAR_FILTERS = ("status", "validation_status", "offer_validation_status", "general_stock")
+
+
+class SyncRequestError(ValueError):
+    """The sync was asked for with parameters that cannot work; the message says which and why."""
+
+
+@dataclass
+class SelectiveFilters:
+    """What a selective sync reads: offer ids, SKUs (part_number), part_number_keys, and/or status filters."""
+
+    ids: list[int] = field(default_factory=list)
+    skus: list[str] = field(default_factory=list)
+    part_number_keys: list[str] = field(default_factory=list)
+    status: int | None = None
+    validation_status: int | None = None
+    offer_validation_status: int | None = None
+    general_stock: int | None = None
+
+    def filter_sets(self) -> list[dict[str, Any]]:
+        scalars = {k: getattr(self, k) for k in SCALAR_FILTERS if getattr(self, k) is not None}
+        sets: list[dict[str, Any]] = [{"id": i} for i in self.ids]
+        sets += [{"part_number": s} for s in self.skus]
+        sets += [{"part_number_key": k} for k in self.part_number_keys]
+        if sets:
+            return [{**s, **scalars} for s in sets]
+        return [scalars] if scalars else []
+
+
+def _enum(kind: type[SyncMode] | type[ConflictResolutionStrategy], value: Any, name: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)
+        raise SyncRequestError(f"{name} must be one of {allowed} (got {value!r})") from None
+
+
+class EmagProductSyncService:
+    """Sync products of one account or both into `emag_products_v2`.
+
+    async with EmagProductSyncService(db=db, account_type="both",
+                                      conflict_strategy=ConflictResolutionStrategy.EMAG_PRIORITY) as svc:
+        result = await svc.sync_all_products(mode=SyncMode.INCREMENTAL, max_pages=10)
+    """
+
+    def __init__(
+        self,
+        db: AsyncSession,
+        account_type: str = "both",
+        conflict_strategy: ConflictResolutionStrategy | str = ConflictResolutionStrategy.EMAG_PRIORITY,
+        *,
+        settings: Settings | None = None,
+        account_configs: Mapping[str, AccountConfig] | None = None,
+        budget: RateBudget | None = None,
+        triggered_by: str = "manual",
+        transform: Transform | None = None,
+        on_progress: ProgressCallback | None = None,
+        sweep_guard_ratio: float = 0.5,
+    ) -> None:
+        if account_type not in ("main", "fbe", "both"):
+            raise SyncRequestError(f"account_type must be main, fbe or both (got {account_type!r})")
+        self.db = db
+        self.account_type = account_type
+        self.conflict_strategy: ConflictResolutionStrategy = _enum(
+            ConflictResolutionStrategy, conflict_strategy, "conflict_strategy"
+        )
+        self.settings = settings or get_settings()
+        self._configs = dict(account_configs) if account_configs is not None else None
+        self._budget = budget
+        self._own_budget = budget is None
+        self.triggered_by = triggered_by
+        self.transform = (
+            transform if transform is not None else load_transform(self.settings.magflow_transform_hook)
+        )
+        self.on_progress = on_progress
+        self.sweep_guard_ratio = sweep_guard_ratio
+        self.clients: dict[str, EmagClient] = {}
+        self.skipped: list[str] = []
+
+    @property
+    def engine(self) -> AsyncEngine:
+        bind = self.db.bind
+        if isinstance(bind, AsyncEngine):
+            return bind
+        if bind is None:
+            raise RuntimeError("the session given to EmagProductSyncService is not bound to an engine")
+        return bind.engine
+
+    async def __aenter__(self) -> EmagProductSyncService:
+        configs = self._configs if self._configs is not None else configured_accounts(self.settings)
+        wanted = list(ACCOUNTS) if self.account_type == "both" else [self.account_type]
+        for account in wanted:
+            if account not in configs:
+                if self.account_type != "both":
+                    upper = account.upper()
+                    raise AccountNotConfiguredError(
+                        f"account {account} has no credentials: set EMAG_{upper}_USERNAME and EMAG_{upper}_PASSWORD"
+                    )
+                self.skipped.append(account)
+        if not [a for a in wanted if a in configs]:
+            raise AccountNotConfiguredError(
+                "no eMAG account is configured: set EMAG_MAIN_USERNAME/EMAG_MAIN_PASSWORD "
+                "and/or EMAG_FBE_USERNAME/EMAG_FBE_PASSWORD"
+            )
+        if self._budget is None:
+            self._budget = rate_budget(self.settings)
+        for account in wanted:
+            if account in configs:
+                client = EmagClient(configs[account], budget=self._budget)
+                await client.__aenter__()
+                self.clients[account] = client
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for client in self.clients.values():
+            await client.__aexit__(None, None, None)
+        self.clients.clear()
+        if self._own_budget and self._budget is not None:
+            await self._budget.aclose()
+            self._budget = None
+
+    def _plan(
+        self,
+        mode: SyncMode,
+        max_pages: int | None,
+        items_per_page: int,
+        include_inactive: bool,
+        filters: SelectiveFilters | None,
+    ) -> Plan:
+        if not 1 <= items_per_page <= 100:
+            raise SyncRequestError(f"items_per_page must be between 1 and 100 (got {items_per_page})")
+        if max_pages is not None and max_pages < 1:
+            raise SyncRequestError(
+                f"max_pages must be at least 1, or omitted for all pages (got {max_pages})"
+            )
+        if mode is SyncMode.FULL:
+            sets: list[dict[str, Any]] = [{}]
+            max_pages = None  # a full sync reads every page, or it could not tell what is missing
+        elif mode is SyncMode.INCREMENTAL:
+            sets = [{} if include_inactive else {"status": 1}]
+        else:
+            sets = (filters or SelectiveFilters()).filter_sets()
+            if not sets:
+                raise SyncRequestError(
+                    "a selective sync needs at least one filter: ids, skus, part_number_keys, status, "
+                    "validation_status, offer_validation_status or general_stock"
+                )
+            targeted = filters is not None and (filters.ids or filters.skus or filters.part_number_keys)
+            if not targeted and not include_inactive and filters is not None and filters.status is None:
+                sets = [{**s, "status": 1} for s in sets]
+        return Plan(
+            mode=mode,
+            items_per_page=items_per_page,
+            max_pages=max_pages,
+            filter_sets=sets,
+            fingerprint=fingerprint(mode, items_per_page, max_pages, {"sets": sets}),
+        )
+
+    async def sync_all_products(
+        self,
+        mode: SyncMode | str = SyncMode.INCREMENTAL,
+        max_pages: int | None = None,
+        items_per_page: int = 100,
+        include_inactive: bool = False,
+        filters: SelectiveFilters | None = None,
+        sync_id: uuid.UUID | None = None,
+    ) -> dict[str, Any]:
+        """Run one sync and return its numbers; `sync_id` adopts a run queued earlier (REST, workers)."""
+        if not self.clients:
+            raise RuntimeError("use `async with EmagProductSyncService(...) as svc:` before syncing")
+        sync_mode: SyncMode = _enum(SyncMode, mode, "mode")
+        plan = self._plan(sync_mode, max_pages, items_per_page, include_inactive, filters)
+        accounts = list(self.clients)
+        try:
+            async with AccountLocks(self.engine, accounts) as locks:
+                return await self._locked_run(locks, plan, accounts, include_inactive, sync_id)
+        except AccountBusy as busy:
+            await self.db.rollback()
+            running = await running_sync_for(self.db, busy.account)
+            if sync_id is not None:
+                queued = await self.db.get(EmagSyncLog, sync_id)
+                if queued is not None and queued.status == "queued":
+                    queued.status = "failed"
+                    queued.error_message = str(SyncAlreadyRunningError(busy.account, running))
+                    queued.completed_at = utcnow()
+                    await self.db.commit()
+            raise SyncAlreadyRunningError(busy.account, running) from None
+
+    async def _locked_run(
+        self,
+        locks: AccountLocks,
+        plan: Plan,
+        accounts: list[str],
+        include_inactive: bool,
+        sync_id: uuid.UUID | None,
+    ) -> dict[str, Any]:
+        db = self.db
+        await interrupt_orphans(db, accounts)
+        run = await db.get(EmagSyncLog, sync_id) if sync_id is not None else None
+        parameters = {
+            "max_pages": plan.max_pages,
+            "items_per_page": plan.items_per_page,
+            "include_inactive": include_inactive,
+            "conflict_strategy": self.conflict_strategy.value,
+            "filters": plan.filter_sets if plan.mode is SyncMode.SELECTIVE else None,
+            "skipped_accounts": self.skipped,
+        }
+        if run is None:
+            run = EmagSyncLog(
+                id=sync_id or uuid.uuid4(),
+                account_type=self.account_type if not self.skipped else accounts[0],
+                operation=OPERATIONS[plan.mode],
+                mode=plan.mode.value,
+                parameters=parameters,
+                triggered_by=self.triggered_by,
+            )
+            db.add(run)
+        run.status = "running"
+        run.started_at = utcnow()
+        run.heartbeat_at = run.started_at
+        run.worker = f"{socket.gethostname()}:{os.getpid()}"
+        await db.commit()
+        sync_id = run.id
+        log.info("sync started sync_id=%s account=%s mode=%s", sync_id, run.account_type, plan.mode.value)
+
+        heartbeat = asyncio.create_task(self._heartbeat(locks, sync_id))
+        try:
+            results = await asyncio.gather(
+                *(self._account_run(a, sync_id, plan).run() for a in accounts), return_exceptions=True
+            )
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        per_account: dict[str, AccountResult] = {}
+        for account, outcome in zip(accounts, results, strict=True):
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, asyncio.CancelledError):
+                    raise outcome
+                failed = AccountResult(account=account, status="failed")
+                failed.error_message = f"internal error: {type(outcome).__name__}: {outcome}"
+                failed.errors.append({"account": account, "reason": failed.error_message})
+                per_account[account] = failed
+            else:
+                per_account[account] = outcome
+        return await self._finish(run, plan, per_account)
+
+    def _account_run(self, account: str, sync_id: uuid.UUID, plan: Plan) -> AccountRun:
+        writer = PageWriter(
+            account=account, sync_id=sync_id, strategy=self.conflict_strategy, transform=self.transform
+        )
+        return _TransformingRun(
+            account=account,
+            sync_id=sync_id,
+            client=self.clients[account],
+            sessions=session_factory(self.engine),
+            writer=writer,
+            plan=plan,
+            guard_ratio=self.sweep_guard_ratio,
+            on_progress=self.on_progress,
+        )
+
+    async def _heartbeat(self, locks: AccountLocks, sync_id: uuid.UUID) -> None:
+        sessions = session_factory(self.engine)
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            with contextlib.suppress(Exception):
+                await locks.ping()
+                async with sessions() as session:
+                    await session.execute(
+                        update(EmagSyncLog).where(EmagSyncLog.id == sync_id).values(heartbeat_at=utcnow())
+                    )
+                    await session.commit()
+
+    async def _finish(
+        self, run: EmagSyncLog, plan: Plan, per_account: dict[str, AccountResult]
+    ) -> dict[str, Any]:
+        db = self.db
+        await db.refresh(run)
+        statuses = {r.status for r in per_account.values()}
+        if statuses == {"completed"}:
+            status = "completed"
+        elif "cancelled" in statuses:
+            status = "cancelled"
+        elif statuses == {"failed"}:
+            status = "failed"
+        else:
+            status = "partial"
+        now = utcnow()
+        run.status = status
+        run.completed_at = now
+        run.duration_seconds = (now - run.started_at).total_seconds()
+        run.total_items = sum(r.total_items for r in per_account.values())
+        run.missing_items = sum(r.missing for r in per_account.values())
+        run.pages_total = sum(r.pages for r in per_account.values())
+        messages = [f"{a}: {r.error_message}" for a, r in per_account.items() if r.error_message]
+        run.error_message = "; ".join(messages) or None
+        append_errors(run, [e for r in per_account.values() for e in r.errors if "page" in e or "kind" in e])
+        resumed = [r.resumed_from for r in per_account.values() if r.resumed_from]
+        if resumed:
+            run.resumed_from = resumed[0]
+        for account, result in per_account.items():
+            values: dict[str, Any] = {"account_type": account}
+            if result.status == "completed":
+                values["last_successful_sync_at"] = now
+                if plan.mode is SyncMode.FULL:
+                    values["last_full_sync_id"] = run.id
+                    values["last_full_sync_completed_at"] = now
+            stmt = pg_insert(EmagAccountState).values(**values)
+            await db.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[EmagAccountState.account_type],
+                    set_={k: stmt.excluded[k] for k in values if k != "account_type"}
+                    or {"account_type": account},
+                )
+            )
+        await db.commit()
+        log.info(
+            "sync finished sync_id=%s account=%s mode=%s status=%s processed=%s created=%s updated=%s "
+            "unchanged=%s failed=%s missing=%s duration=%.1fs",
+            run.id,
+            run.account_type,
+            plan.mode.value,
+            status,
+            run.processed_items,
+            run.created_items,
+            run.updated_items,
+            run.unchanged_items,
+            run.failed_items,
+            run.missing_items,
+            run.duration_seconds,
+        )
+        errors = [e for r in per_account.values() for e in r.errors]
+        if self.skipped:
+            errors.append({"reason": f"skipped accounts without credentials: {', '.join(self.skipped)}"})
+        return {
+            "sync_id": str(run.id),
+            "status": status,
+            "mode": plan.mode.value,
+            "account_type": run.account_type,
+            "total_processed": sum(r.total_processed for r in per_account.values()),
+            "created": sum(r.created for r in per_account.values()),
+            "updated": sum(r.updated for r in per_account.values()),
+            "unchanged": sum(r.unchanged for r in per_account.values()),
+            "failed": sum(r.failed for r in per_account.values()),
+            "missing": run.missing_items,
+            "conflicts": sum(r.conflicts for r in per_account.values()),
+            "errors": errors[:100],
+            "error_message": run.error_message,
+            "duration_seconds": round(run.duration_seconds or 0.0, 3),
+            "accounts": {a: r.as_dict() for a, r in per_account.items()},
+        }
+
+
+class _TransformingRun(AccountRun):
+    """Loads the account's VAT rates once when a transformation hook is configured."""
+
+    async def run(self) -> AccountResult:
+        if self.writer.transform is not None:
+            rates: dict[int, Decimal] = {}
+            with contextlib.suppress(EmagError):
+                for row in await self.client.read_vat():
+                    vat_id = row.get("vat_id", row.get("id"))
+                    rate = row.get("vat_rate", row.get("rate"))
+                    try:
+                        rates[int(str(vat_id))] = Decimal(str(rate))
+                    except (TypeError, ValueError, InvalidOperation):
+                        continue
+            self.writer.transform_context = TransformContext(account=self.account, vat_rates=rates)
+        return await super().run()
+
+
+async def request_cancel(session: AsyncSession, sync_id: uuid.UUID) -> bool:
+    """Ask a running sync to stop at its next page boundary (checkpointed, status cancelled)."""
+    result = await session.execute(
+        update(EmagSyncLog)
+        .where(EmagSyncLog.id == sync_id, EmagSyncLog.status.in_(("running", "queued")))
+        .values(cancel_requested=True)
+        .returning(EmagSyncLog.id)
+    )
+    return result.first() is not None
+
+
+STALE_DEFAULT = timedelta(minutes=5)

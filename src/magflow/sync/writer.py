@@ -1,0 +1,313 @@
+"""Writing one page of offers: set-based, a few statements per page whatever its size.
+
+A product whose content hash did not change costs no row write. New and changed products go in one
+INSERT ... ON CONFLICT DO UPDATE; their audit rows in one INSERT; open conflicts in one INSERT.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, literal_column, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from magflow.emag import ProductOffer, RejectedOffer
+from magflow.models import EmagProduct, EmagProductChange, EmagProductConflict, EmagSyncSeen
+from magflow.sync.conflicts import resolve
+from magflow.sync.enums import ConflictResolutionStrategy
+from magflow.sync.mapping import EMAG_FIELDS, MappingError, jsonable, offer_to_row
+from magflow.sync.transforms import Transform, TransformContext
+
+SYNC_OWNED = (*EMAG_FIELDS, "raw_emag_data", "computed_fields", "content_hash", "search_text")
+
+
+@dataclass
+class PageOutcome:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    conflicts: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def processed(self) -> int:
+        return self.created + self.updated + self.unchanged + self.failed
+
+
+@dataclass
+class PageWriter:
+    account: str
+    sync_id: uuid.UUID
+    strategy: ConflictResolutionStrategy
+    transform: Transform | None = None
+    transform_context: TransformContext | None = None
+
+    def _rows(
+        self, offers: Sequence[ProductOffer], rejected: Sequence[RejectedOffer], outcome: PageOutcome
+    ) -> dict[int, dict[str, Any]]:
+        for bad in rejected:
+            outcome.failed += 1
+            outcome.errors.append(
+                {
+                    "account": self.account,
+                    "emag_id": bad.offer_id,
+                    "reason": f"malformed product: {bad.reason}",
+                }
+            )
+        rows: dict[int, dict[str, Any]] = {}
+        context = self.transform_context or TransformContext(account=self.account)
+        for offer in offers:
+            try:
+                computed = dict(self.transform(offer, context)) if self.transform else {}
+                rows[offer.id] = offer_to_row(self.account, offer, computed)
+            except (MappingError, ValueError, TypeError, ArithmeticError) as exc:
+                outcome.failed += 1
+                outcome.errors.append({"account": self.account, "emag_id": offer.id, "reason": str(exc)})
+        return rows
+
+    async def write(
+        self,
+        session: AsyncSession,
+        offers: Sequence[ProductOffer],
+        rejected: Sequence[RejectedOffer],
+        observed_at: datetime,
+        scan_id: uuid.UUID | None = None,
+    ) -> PageOutcome:
+        outcome = PageOutcome()
+        rows = self._rows(offers, rejected, outcome)
+        seen_ids = set(rows) | {r.offer_id for r in rejected if r.offer_id is not None}
+        if scan_id is not None and seen_ids:
+            await session.execute(
+                pg_insert(EmagSyncSeen)
+                .values([{"scan_id": scan_id, "account_type": self.account, "emag_id": i} for i in seen_ids])
+                .on_conflict_do_nothing()
+            )
+        if not rows:
+            return outcome
+
+        existing = {
+            r.emag_id: r
+            for r in (
+                await session.execute(
+                    select(
+                        EmagProduct.id,
+                        EmagProduct.emag_id,
+                        EmagProduct.content_hash,
+                        EmagProduct.is_missing,
+                        EmagProduct.local_edits,
+                    ).where(EmagProduct.account_type == self.account, EmagProduct.emag_id.in_(list(rows)))
+                )
+            ).all()
+        }
+        new_ids = [i for i in rows if i not in existing]
+        changed_ids = [
+            i for i, old in existing.items() if old.content_hash != rows[i]["content_hash"] or old.is_missing
+        ]
+        outcome.unchanged = len(existing) - len(changed_ids)
+        if not new_ids and not changed_ids:
+            return outcome
+
+        old_values = await self._old_values(session, [existing[i].id for i in changed_ids])
+        audit: list[dict[str, Any]] = []
+        conflicts: list[dict[str, Any]] = []
+        to_write: list[dict[str, Any]] = []
+        for emag_id in new_ids:
+            row = rows[emag_id]
+            to_write.append(self._full_row(row, {}, observed_at))
+        for emag_id in changed_ids:
+            row = dict(rows[emag_id])
+            old = existing[emag_id]
+            before = old_values[old.id]
+            edits: dict[str, Any] = {}
+            if old.local_edits:
+                res = resolve(row, before, dict(old.local_edits), self.strategy, observed_at)
+                row.update(res.keep_local)
+                edits = res.local_edits
+                for conflict, winner in res.resolved:
+                    audit.append(
+                        self._audit(
+                            old.id,
+                            emag_id,
+                            "conflict_resolved",
+                            conflict.field,
+                            conflict.local if winner == "emag" else conflict.emag,
+                            conflict.emag if winner == "emag" else conflict.local,
+                            f"conflict_resolution:{self.strategy.value}",
+                        )
+                    )
+                for conflict in res.open_conflicts:
+                    conflicts.append(
+                        {
+                            "product_id": old.id,
+                            "account_type": self.account,
+                            "emag_id": emag_id,
+                            "field": conflict.field,
+                            "base_value": conflict.base,
+                            "local_value": conflict.local,
+                            "emag_value": conflict.emag,
+                            "sync_id": self.sync_id,
+                        }
+                    )
+            if old.is_missing:
+                audit.append(self._audit(old.id, emag_id, "restored", None, None, None, "emag"))
+            for name in EMAG_FIELDS:
+                old_json, new_json = jsonable(before.get(name)), jsonable(row.get(name))
+                if old_json != new_json:
+                    audit.append(self._audit(old.id, emag_id, "updated", name, old_json, new_json, "emag"))
+            full = self._full_row(row, edits, observed_at)
+            full["sync_status"] = (
+                "conflict" if any(c["product_id"] == old.id for c in conflicts) else "synced"
+            )
+            to_write.append(full)
+
+        written = await self._upsert(session, to_write)
+        for emag_id, (product_id, inserted) in written.items():
+            if inserted:
+                outcome.created += 1
+                audit.append(self._audit(product_id, emag_id, "created", None, None, None, "emag"))
+            else:
+                outcome.updated += 1
+        if conflicts:
+            conflicts = await self._new_conflicts(session, conflicts)
+            if conflicts:
+                await session.execute(insert(EmagProductConflict).values(conflicts))
+        outcome.conflicts = len(conflicts)
+        if audit:
+            await session.execute(insert(EmagProductChange).values(audit))
+        return outcome
+
+    def _full_row(self, row: dict[str, Any], edits: dict[str, Any], observed_at: datetime) -> dict[str, Any]:
+        return {
+            **row,
+            "local_edits": edits,
+            "sync_status": "synced",
+            "is_missing": False,
+            "missing_since": None,
+            "last_seen_at": observed_at,
+            "last_synced_at": observed_at,
+            "emag_changed_at": observed_at,
+            "last_sync_id": self.sync_id,
+        }
+
+    def _audit(
+        self,
+        product_id: uuid.UUID,
+        emag_id: int,
+        change_type: str,
+        name: str | None,
+        old: Any,
+        new: Any,
+        source: str,
+    ) -> dict[str, Any]:
+        return {
+            "product_id": product_id,
+            "account_type": self.account,
+            "emag_id": emag_id,
+            "change_type": change_type,
+            "field": name,
+            "old_value": old,
+            "new_value": new,
+            "source": source,
+            "sync_id": self.sync_id,
+            "actor": "sync",
+        }
+
+    async def _old_values(
+        self, session: AsyncSession, ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, dict[str, Any]]:
+        if not ids:
+            return {}
+        columns = [getattr(EmagProduct, name) for name in EMAG_FIELDS]
+        result = await session.execute(select(EmagProduct.id, *columns).where(EmagProduct.id.in_(ids)))
+        return {r[0]: dict(zip(EMAG_FIELDS, r[1:], strict=True)) for r in result.all()}
+
+    async def _upsert(
+        self, session: AsyncSession, rows: list[dict[str, Any]]
+    ) -> dict[int, tuple[uuid.UUID, bool]]:
+        stmt = pg_insert(EmagProduct).values(rows)
+        excluded = stmt.excluded
+        updates: dict[str, Any] = {name: excluded[name] for name in SYNC_OWNED}
+        for name in (
+            "local_edits",
+            "sync_status",
+            "is_missing",
+            "missing_since",
+            "last_seen_at",
+            "last_synced_at",
+            "emag_changed_at",
+            "last_sync_id",
+        ):
+            updates[name] = excluded[name]
+        updates["updated_at"] = func.now()
+        upsert: Any = stmt.on_conflict_do_update(
+            index_elements=[EmagProduct.account_type, EmagProduct.emag_id], set_=updates
+        ).returning(EmagProduct.emag_id, EmagProduct.id, literal_column("(xmax = 0)"))
+        result = await session.execute(upsert)
+        return {r[0]: (r[1], bool(r[2])) for r in result.all()}
+
+    async def _new_conflicts(
+        self, session: AsyncSession, conflicts: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Skip conflicts already open with the same eMAG value (a later sync must not pile up duplicates)."""
+        product_ids = list({c["product_id"] for c in conflicts})
+        open_rows = (
+            await session.execute(
+                select(
+                    EmagProductConflict.product_id, EmagProductConflict.field, EmagProductConflict.emag_value
+                ).where(EmagProductConflict.product_id.in_(product_ids), EmagProductConflict.status == "open")
+            )
+        ).all()
+        known = {(r[0], r[1], repr(r[2])) for r in open_rows}
+        return [c for c in conflicts if (c["product_id"], c["field"], repr(c["emag_value"])) not in known]
+
+
+async def mark_missing(
+    session: AsyncSession, account: str, scan_id: uuid.UUID, sync_id: uuid.UUID, now: datetime
+) -> int:
+    """After a verified complete scan: products of the account the scan did not see become missing (soft)."""
+    result = await session.execute(
+        text(
+            """
+            WITH gone AS (
+                UPDATE emag_products_v2 p
+                SET is_missing = true, missing_since = :now, is_active = false, sync_status = 'missing',
+                    last_sync_id = :sync_id, updated_at = now()
+                WHERE p.account_type = :account AND NOT p.is_missing
+                  AND NOT EXISTS (
+                      SELECT 1 FROM emag_sync_seen s
+                      WHERE s.scan_id = :scan_id AND s.account_type = :account AND s.emag_id = p.emag_id)
+                RETURNING p.id, p.emag_id
+            ), audit AS (
+                INSERT INTO emag_product_changes
+                    (product_id, account_type, emag_id, change_type, source, sync_id, actor, changed_at)
+                SELECT id, :account, emag_id, 'missing', 'emag', :sync_id, 'sync', :now FROM gone
+            )
+            SELECT count(*) FROM gone
+            """
+        ),
+        {"account": account, "scan_id": scan_id, "sync_id": sync_id, "now": now},
+    )
+    return int(result.scalar_one())
+
+
+async def unseen_candidates(session: AsyncSession, account: str, scan_id: uuid.UUID, limit: int) -> list[int]:
+    result = await session.execute(
+        text(
+            """
+            SELECT p.emag_id FROM emag_products_v2 p
+            WHERE p.account_type = :account AND NOT p.is_missing
+              AND NOT EXISTS (
+                  SELECT 1 FROM emag_sync_seen s
+                  WHERE s.scan_id = :scan_id AND s.account_type = :account AND s.emag_id = p.emag_id)
+            LIMIT :limit
+            """
+        ),
+        {"account": account, "scan_id": scan_id, "limit": limit},
+    )
+    return [int(r[0]) for r in result.all()]

@@ -1,0 +1,80 @@
+"""pytest fixtures and helpers for running syncs against the sandbox and inspecting what they stored."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from magflow.db.engine import session_factory
+from magflow.emag import AccountConfig, InProcessRateBudget, RateLimits
+from magflow.models import EmagProduct
+from magflow.sync import EmagProductSyncService
+
+ConfigFactory = Callable[..., dict[str, AccountConfig]]
+
+
+@pytest.fixture
+def configs(sandbox: Any) -> ConfigFactory:
+    def make(**overrides: Any) -> dict[str, AccountConfig]:
+        options = {"timeout_seconds": 5.0, "max_attempts": 4, "deadline_seconds": 60.0, **overrides}
+        return {
+            account: AccountConfig(
+                account=account, username=user, password=password, base_url=sandbox.base_url, **options
+            )
+            for account, (user, password) in sandbox.accounts.items()
+        }
+
+    return make
+
+
+@pytest.fixture
+def fast_budget() -> InProcessRateBudget:
+    return InProcessRateBudget(RateLimits(per_second=1000.0, per_minute=60000))
+
+
+@pytest_asyncio.fixture
+async def run_sync(
+    clean_engine: AsyncEngine, configs: ConfigFactory, fast_budget: InProcessRateBudget
+) -> AsyncIterator[Callable[..., Any]]:
+    async def go(
+        account: str = "both",
+        strategy: str = "emag_priority",
+        config: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        async with (
+            session_factory(clean_engine)() as db,
+            EmagProductSyncService(
+                db=db,
+                account_type=account,
+                conflict_strategy=strategy,
+                account_configs=configs(**(config or {})),
+                budget=fast_budget,
+                triggered_by="test",
+            ) as svc,
+        ):
+            return await svc.sync_all_products(**kwargs)
+
+    yield go
+
+
+async def stored(engine: AsyncEngine, account: str) -> dict[int, EmagProduct]:
+    async with session_factory(engine)() as session:
+        rows = (await session.scalars(select(EmagProduct).where(EmagProduct.account_type == account))).all()
+        return {r.emag_id: r for r in rows}
+
+
+async def row_versions(engine: AsyncEngine) -> dict[Any, str]:
+    """Each product row's physical version (xmin): any UPDATE or INSERT changes it."""
+    async with engine.connect() as conn:
+        result = await conn.execute(text("SELECT id, xmin::text FROM emag_products_v2"))
+        return {r[0]: r[1] for r in result.all()}
+
+
+async def db_session(engine: AsyncEngine) -> AsyncSession:
+    return session_factory(engine)()
