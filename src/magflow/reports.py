@@ -369,3 +369,18 @@ async def list_conflicts(
         query = query.where(EmagProductConflict.account_type == account_type)
     query = query.order_by(EmagProductConflict.detected_at.desc(), EmagProductConflict.id.desc()).limit(limit)
     return [conflict_row(c) for c in (await session.scalars(query)).all()]
+
+
+async def sync_run(session: AsyncSession, sync_id: uuid.UUID) -> dict[str, Any] | None:
+    """One sync with its per-account progress (pages, items, ETA), or None when it does not exist."""
+    run = await session.get(EmagSyncLog, sync_id, populate_existing=True)
+    if run is None:
+        return None
+    progress = (
+        await session.scalars(
+            select(EmagSyncProgress)
+            .where(EmagSyncProgress.sync_id == sync_id)
+            .order_by(EmagSyncProgress.account_type)
+        )
+    ).all()
+    return {**_sync_row(run), "accounts": [_progress_row(p) for p in progress]}

@@ -1,0 +1,340 @@
+"""Request and response bodies, as the user's guide shows them (responses may carry a few more fields)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+AccountType = Literal["main", "fbe"]
+AccountOrBoth = Literal["main", "fbe", "both"]
+Mode = Literal["incremental", "full", "selective"]
+Strategy = Literal["emag_priority", "local_priority", "newest_wins", "manual"]
+RunStatus = Literal["queued", "running", "completed", "partial", "failed", "interrupted", "cancelled"]
+
+OfferId = Annotated[int, Field(ge=1, le=2**53)]
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Money = Annotated[Decimal, Field(ge=0, le=Decimal("999999999999"), decimal_places=4, allow_inf_nan=False)]
+Whole = Annotated[int, Field(ge=0, le=2_000_000_000)]
+SELECTIVE_FILTERS = (
+    "ids",
+    "skus",
+    "part_number_keys",
+    "status",
+    "validation_status",
+    "offer_validation_status",
+    "general_stock",
+)
+
+
+class ErrorField(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: a short code and one sentence saying what to do."""
+
+    error: str = Field(examples=["invalid_request"])
+    detail: str = Field(examples=["items_per_page: Input should be less than or equal to 100; fix it and retry."])
+    fields: list[ErrorField] | None = Field(default=None, description="422 only: every invalid field")
+    running_sync_id: str | None = Field(default=None, description="409 only: the sync that is running")
+
+
+class SyncRequest(BaseModel):
+    """POST /sync. Every field is optional; the selective filters apply to mode `selective` only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_type: AccountOrBoth = "both"
+    mode: Mode = "incremental"
+    max_pages: int | None = Field(default=None, ge=1, le=100_000, description="null: every page")
+    items_per_page: int = Field(default=100, ge=1, le=100)
+    include_inactive: bool = False
+    conflict_strategy: Strategy = "emag_priority"
+    run_async: bool = False
+    ids: list[OfferId] = Field(default_factory=list, max_length=1000, description="selective: offer ids")
+    skus: list[Sku] = Field(default_factory=list, max_length=1000, description="selective: SKUs (part_number)")
+    part_number_keys: list[Sku] = Field(default_factory=list, max_length=1000, description="selective")
+    status: Literal[0, 1, 2] | None = Field(default=None, description="selective: offer status")
+    validation_status: int | None = Field(default=None, ge=0, le=100, description="selective")
+    offer_validation_status: int | None = Field(default=None, ge=0, le=100, description="selective")
+    general_stock: int | None = Field(default=None, ge=0, le=2_000_000_000, description="selective")
+
+    @model_validator(mode="after")
+    def _filters_match_mode(self) -> SyncRequest:
+        given = [name for name in SELECTIVE_FILTERS if getattr(self, name) not in (None, [])]
+        if self.mode == "selective" and not given:
+            raise ValueError("mode selective needs at least one filter: " + ", ".join(SELECTIVE_FILTERS))
+        if self.mode != "selective" and given:
+            raise ValueError(f"{given[0]} is a selective filter; send it with mode selective")
+        return self
+
+
+class SyncData(BaseModel):
+    sync_id: str
+    total_processed: int
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
+    missing: int = 0
+    conflicts: int = 0
+    errors: list[dict[str, Any]]
+    error_message: str | None = None
+    duration_seconds: float | None = None
+    accounts: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class SyncResponse(BaseModel):
+    status: Literal["completed", "partial", "failed", "cancelled"]
+    message: str
+    data: SyncData
+
+
+class SyncAcceptedData(BaseModel):
+    sync_id: str
+    status_url: str
+    sync_url: str
+    dispatched_to: Literal["celery", "server"]
+
+
+class SyncAccepted(BaseModel):
+    status: Literal["accepted"]
+    message: str
+    data: SyncAcceptedData
+
+
+class CancelResponse(BaseModel):
+    status: Literal["cancelling", "cancelled"]
+    message: str
+    data: dict[str, str]
+
+
+class SyncRun(BaseModel):
+    id: uuid.UUID
+    sync_type: str
+    account_type: str
+    operation: str
+    mode: str
+    status: str
+    started_at: datetime
+    completed_at: datetime | None
+    duration_seconds: float | None
+    total_items: int
+    processed_items: int
+    created_items: int
+    updated_items: int
+    unchanged_items: int
+    failed_items: int
+    missing_items: int
+    conflicts: int
+    pages_processed: int
+    api_requests: int
+    rate_limit_hits: int
+    error_message: str | None
+    errors: list[Any]
+    triggered_by: str
+    parameters: dict[str, Any]
+    resumed_from: uuid.UUID | None
+    cancel_requested: bool
+
+
+class AccountProgress(BaseModel):
+    account_type: str
+    status: str
+    current_page: int
+    total_pages: int
+    processed_items: int
+    total_items: int
+    percentage: float
+    items_per_second: float
+    estimated_completion_at: datetime | None
+    last_error: str | None
+    updated_at: datetime
+
+
+class SyncRunDetail(SyncRun):
+    accounts: list[AccountProgress]
+
+
+class CurrentSync(BaseModel):
+    id: uuid.UUID
+    account_type: str
+    operation: str
+    mode: str
+    status: str
+    started_at: datetime
+    total_items: int
+    processed_items: int
+    percentage: float
+    estimated_completion_at: datetime | None
+    triggered_by: str
+    cancel_requested: bool
+    accounts: list[AccountProgress]
+
+
+class StatusResponse(BaseModel):
+    is_running: bool
+    current_sync: CurrentSync | None
+    active_syncs: list[CurrentSync]
+    recent_syncs: list[SyncRun]
+    checked_at: datetime
+
+
+class AccountCounts(BaseModel):
+    total: int
+    active: int
+    synced: int
+    missing: int
+    conflict: int
+
+
+class StatisticsResponse(BaseModel):
+    products_by_account: dict[str, int]
+    total_products: int
+    by_account: dict[str, AccountCounts]
+    open_conflicts: int
+    last_completed_sync_at: dict[str, datetime | None]
+    recent_syncs: list[SyncRun]
+
+
+class HistoryResponse(BaseModel):
+    items: list[SyncRun]
+    count: int
+
+
+class ProductSummary(BaseModel):
+    id: uuid.UUID
+    account_type: str
+    emag_id: int
+    sku: str | None
+    part_number_key: str | None
+    name: str | None
+    brand: str | None
+    sale_price: Decimal | None
+    currency: str | None
+    general_stock: int | None
+    status: int | None
+    is_active: bool
+    validation_status: int | None
+    offer_validation_status: int | None
+    sync_status: str
+    is_missing: bool
+    last_synced_at: datetime
+    updated_at: datetime
+
+
+class ProductList(BaseModel):
+    items: list[ProductSummary]
+    total: int
+    skip: int
+    limit: int
+
+
+class ProductChange(BaseModel):
+    id: int
+    change_type: str
+    field: str | None
+    old_value: Any
+    new_value: Any
+    source: str
+    sync_id: uuid.UUID | None
+    actor: str | None
+    changed_at: datetime
+
+
+class Conflict(BaseModel):
+    id: int
+    product_id: uuid.UUID
+    account_type: str
+    emag_id: int
+    field: str
+    base_value: Any
+    local_value: Any
+    emag_value: Any
+    status: str
+    resolution: str | None
+    resolved_value: Any
+    sync_id: uuid.UUID | None
+    detected_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+class ProductDetail(ProductSummary):
+    """Every stored field of the product (the eMAG payload in `raw_emag_data`), its history and conflicts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    raw_emag_data: dict[str, Any]
+    custom_fields: dict[str, Any]
+    local_edits: dict[str, Any]
+    changes: list[ProductChange]
+    open_conflicts: list[Conflict]
+
+
+class ConflictList(BaseModel):
+    items: list[Conflict]
+    count: int
+
+
+class ProductPatch(BaseModel):
+    """Local edits (the conflict rules protect them from the next sync) and `custom_fields` (merged; a null
+    value removes a key; never touched by a sync)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    brand: Annotated[str, StringConstraints(max_length=255)] | None = None
+    description: Annotated[str, StringConstraints(max_length=100_000)] | None = None
+    sale_price: Money | None = None
+    recommended_price: Money | None = None
+    min_sale_price: Money | None = None
+    max_sale_price: Money | None = None
+    vat_id: Whole | None = None
+    warranty: Whole | None = None
+    status: Literal[0, 1, 2] | None = None
+    general_stock: Whole | None = None
+    category_id: Whole | None = None
+    stock: list[dict[str, Any]] | None = None
+    handling_time: list[dict[str, Any]] | None = None
+    images: list[dict[str, Any]] | None = None
+    characteristics: list[dict[str, Any]] | None = None
+    ean: list[Annotated[str, StringConstraints(min_length=1, max_length=32)]] | None = None
+    custom_fields: dict[str, Any] | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set if name != "custom_fields"}
+
+
+class ConflictResolution(BaseModel):
+    """`emag` takes eMAG's value, `local` keeps the local one, `value` sets `value`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: Literal["emag", "local", "value"]
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _value_with_value(self) -> ConflictResolution:
+        if self.resolution == "value" and "value" not in self.model_fields_set:
+            raise ValueError("resolution value needs the value to set in 'value'")
+        return self
+
+
+class ConnectionResult(BaseModel):
+    account_type: AccountType
+    status: Literal["ok", "auth_failed", "ip_not_whitelisted", "unreachable", "rate_limited", "error"]
+    connected: bool
+    message: str
+    product_count: int | None = None
+    latency_ms: float | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
