@@ -133,7 +133,7 @@ class AccountRun:
                 log.exception("sync failed sync_id=%s account=%s", self.sync_id, self.account)
                 await session.rollback()
                 self.result.status = "failed" if self.result.pages == 0 else "partial"
-                self.result.error_message = f"internal error: {type(exc).__name__}: {exc}"
+                self.result.error_message = f"internal error: {brief(exc)}"
                 self.result.errors.append({"account": self.account, "reason": self.result.error_message})
             await self._finish(session, progress)
         return self.result
@@ -433,6 +433,13 @@ class AccountRun:
 
     def _stopped_mid_scan(self) -> bool:
         return any("page" in e for e in self.result.errors)
+
+
+def brief(exc: BaseException) -> str:
+    """One line about an unexpected error: database errors carry whole SQL statements, which help nobody."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {first[:300]}"
 
 
 def fingerprint(

@@ -24,7 +24,7 @@ from magflow.config import ACCOUNTS, Settings, get_settings
 from magflow.db.engine import session_factory
 from magflow.emag import AccountConfig, EmagClient, EmagError, RateBudget
 from magflow.models import EmagAccountState, EmagSyncLog
-from magflow.sync.account_run import AccountResult, AccountRun, Plan, ProgressCallback, fingerprint
+from magflow.sync.account_run import AccountResult, AccountRun, Plan, ProgressCallback, brief, fingerprint
 from magflow.sync.enums import ConflictResolutionStrategy, SyncMode
 from magflow.sync.locks import AccountBusy, AccountLocks
 from magflow.sync.runs import (
@@ -287,7 +287,7 @@ class EmagProductSyncService:
                 if isinstance(outcome, asyncio.CancelledError):
                     raise outcome
                 failed = AccountResult(account=account, status="failed")
-                failed.error_message = f"internal error: {type(outcome).__name__}: {outcome}"
+                failed.error_message = f"internal error: {brief(outcome)}"
                 failed.errors.append({"account": account, "reason": failed.error_message})
                 per_account[account] = failed
             else:
