@@ -58,9 +58,7 @@ class EmagClient:
     def __repr__(self) -> str:
         return f"EmagClient(account={self.account!r}, base_url={self.config.base_url!r})"
 
-    async def count_products(
-        self, filters: Mapping[str, Any] | None = None, items_per_page: int = 100
-    ) -> ProductCount:
+    async def count_products(self, filters: Mapping[str, Any] | None = None, items_per_page: int = 100) -> ProductCount:
         data = {**(filters or {}), "itemsPerPage": _per_page(items_per_page)}
         return await self._transport.call(
             "product_offer/count", data, lambda results: parse_count(results, items_per_page)
@@ -125,9 +123,7 @@ class EmagClient:
             ProductOffer.from_payload(page.rejected[0].raw)
         return page.offers[0] if page.offers else None
 
-    async def count_orders(
-        self, filters: Mapping[str, Any] | None = None, items_per_page: int = 100
-    ) -> ProductCount:
+    async def count_orders(self, filters: Mapping[str, Any] | None = None, items_per_page: int = 100) -> ProductCount:
         data = {**(filters or {}), "itemsPerPage": _per_page(items_per_page)}
         return await self._transport.call(
             "order/count", data, lambda results: parse_count(results, items_per_page), bucket="orders"
@@ -141,9 +137,7 @@ class EmagClient:
 
     async def acknowledge_order(self, order_id: int) -> None:
         """Move a new order (status 1) to in progress (2)."""
-        await self._transport.call(
-            f"order/acknowledge/{int(order_id)}", None, lambda _: None, bucket="orders"
-        )
+        await self._transport.call(f"order/acknowledge/{int(order_id)}", None, lambda _: None, bucket="orders")
 
     async def read_vat(self) -> list[dict[str, Any]]:
         return await self._transport.call("vat/read", {}, parse_records)

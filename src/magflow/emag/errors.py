@@ -30,17 +30,13 @@ class EmagError(Exception):
         return self.message
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(account={self.account!r}, page={self.page!r}, message={self.message!r})"
-        )
+        return f"{type(self).__name__}(account={self.account!r}, page={self.page!r}, message={self.message!r})"
 
 
 class EmagAuthError(EmagError):
     kind = "auth_failed"
 
-    def __init__(
-        self, *, account: str, route: str = "", page: int | None = None, status: int | None = None
-    ) -> None:
+    def __init__(self, *, account: str, route: str = "", page: int | None = None, status: int | None = None) -> None:
         prefix = f"EMAG_{account.upper()}"
         super().__init__(
             f"eMAG refused the credentials of account {account}: check {prefix}_USERNAME and "
@@ -58,8 +54,7 @@ class EmagIpNotWhitelistedError(EmagError):
     def __init__(self, *, account: str, ip: str | None, route: str = "", page: int | None = None) -> None:
         shown = ip or "(eMAG did not say which)"
         super().__init__(
-            f"eMAG rejected this server's IP {shown} for account {account}: "
-            "whitelist it in the eMAG seller portal",
+            f"eMAG rejected this server's IP {shown} for account {account}: whitelist it in the eMAG seller portal",
             account=account,
             route=route,
             page=page,
@@ -95,8 +90,7 @@ class EmagTransientError(EmagError):
         self, *, account: str, route: str, page: int | None, reason: str, attempts: int, network: bool = False
     ) -> None:
         advice = (
-            "check this server's network access to eMAG, "
-            "or raise EMAG_REQUEST_TIMEOUT_SECONDS if pages are slow"
+            "check this server's network access to eMAG, or raise EMAG_REQUEST_TIMEOUT_SECONDS if pages are slow"
             if network
             else "eMAG is having trouble; retry later"
         )

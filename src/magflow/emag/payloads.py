@@ -117,9 +117,7 @@ class ProductOffer:
         get = raw.get
         validation, validation_text = _status(get("validation_status"), "validation_status")
         translation, _ = _status(get("translation_validation_status"), "translation_validation_status")
-        offer_validation, offer_validation_text = _status(
-            get("offer_validation_status"), "offer_validation_status"
-        )
+        offer_validation, offer_validation_text = _status(get("offer_validation_status"), "offer_validation_status")
         return cls(
             id=offer_id,
             part_number=_str(get("part_number"), "part_number"),
@@ -141,9 +139,7 @@ class ProductOffer:
             min_sale_price=_money(get("min_sale_price"), "min_sale_price"),
             max_sale_price=_money(get("max_sale_price"), "max_sale_price"),
             best_offer_sale_price=_money(get("best_offer_sale_price"), "best_offer_sale_price"),
-            best_offer_recommended_price=_money(
-                get("best_offer_recommended_price"), "best_offer_recommended_price"
-            ),
+            best_offer_recommended_price=_money(get("best_offer_recommended_price"), "best_offer_recommended_price"),
             green_tax=_money(get("green_tax"), "green_tax"),
             currency=_str(get("currency"), "currency"),
             vat_id=_int(get("vat_id"), "vat_id"),

@@ -148,9 +148,7 @@ class Transport:
                 route, _Retry(f"no answer within {timeout.read:g}s ({type(exc).__name__})", True)
             )
         except httpx.TransportError as exc:
-            return self._logged_failure(
-                route, _Retry(f"connection failed ({type(exc).__name__})", network=True)
-            )
+            return self._logged_failure(route, _Retry(f"connection failed ({type(exc).__name__})", network=True))
         elapsed_ms = (time.monotonic() - started) * 1000
         if self.config.detailed_log:
             wire_log.info(
@@ -179,9 +177,7 @@ class Transport:
         messages = [self.redact(m) for m in _messages(payload)]
         if status == 429:
             self.stats.http_429 += 1
-            return _Retry(
-                "HTTP 429 rate limit exceeded", rate_limited=True, retry_after=_retry_after(response)
-            )
+            return _Retry("HTTP 429 rate limit exceeded", rate_limited=True, retry_after=_retry_after(response))
         for message in messages:
             if match := _IP_PATTERN.search(message):
                 self._raise(EmagIpNotWhitelistedError(account=account, ip=match.group(1).strip() or None,
@@ -189,9 +185,7 @@ class Transport:
         if status in (401, 403):
             self._raise(EmagAuthError(account=account, route=route, page=page, status=status))
         if status >= 500 or status in (408, 425):
-            return _Retry(
-                f"HTTP {status}{_describe_body(response, payload)}", retry_after=_retry_after(response)
-            )
+            return _Retry(f"HTTP {status}{_describe_body(response, payload)}", retry_after=_retry_after(response))
         if status >= 300:
             if payload is None and status != 404:
                 return _Retry(f"HTTP {status}{_describe_body(response, payload)}")
@@ -207,9 +201,7 @@ class Transport:
         if payload is None:
             return _Retry(f"HTTP {status}{_describe_body(response, payload)}")
         if not isinstance(payload, dict) or "isError" not in payload:
-            log.warning(
-                "eMAG answered %s for account %s without isError; treating it as not applied", route, account
-            )
+            log.warning("eMAG answered %s for account %s without isError; treating it as not applied", route, account)
             return _Retry(f"HTTP {status} without isError")
         if payload["isError"] not in (False, 0, "false", "0", None):
             self._raise(EmagApiError(account=account, route=route, page=page, messages=messages))
