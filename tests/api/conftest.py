@@ -132,15 +132,15 @@ class Api:
         headers = {"Authorization": f"Bearer {self.tokens[scope]}"} if scope else {}
         return httpx.AsyncClient(base_url=self.base_url + PREFIX, headers=headers, timeout=60, **kwargs)
 
-    async def wait_finished(self, sync_id: str, timeout: float = 60) -> dict[str, Any]:
+    async def wait_finished(self, sync_id: str, within: float = 60) -> dict[str, Any]:
         """Poll GET /sync/{id} until the sync is no longer queued or running."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         async with self.client("read") as http:
             while True:
                 run: dict[str, Any] = (await http.get(f"/sync/{sync_id}")).json()
                 if run["status"] not in ("queued", "running"):
                     return run
-                assert time.monotonic() < deadline, f"sync {sync_id} still {run['status']} after {timeout}s"
+                assert time.monotonic() < deadline, f"sync {sync_id} still {run['status']} after {within}s"
                 await asyncio.sleep(0.1)
 
 
