@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from magflow.config import Settings, get_settings
@@ -20,9 +24,21 @@ def resolve_database_url(settings: Settings | None = None) -> str:
     return start_embedded(settings.magflow_data_dir)
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value, default=_json_default).decode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
 def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     return create_async_engine(
         to_async_url(url),
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
         pool_size=pool_size,
         max_overflow=5,
         pool_pre_ping=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 import unicodedata
 from collections.abc import Mapping
 from decimal import Decimal
@@ -93,7 +94,7 @@ class MappingError(ValueError):
 
 
 def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
+    if isinstance(value, Decimal | uuid.UUID):  # asyncpg's UUID subclasses uuid.UUID; orjson wants the base
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
 

@@ -12,18 +12,59 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, literal_column, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from magflow.emag import ProductOffer, RejectedOffer
-from magflow.models import EmagProduct, EmagProductChange, EmagProductConflict, EmagSyncSeen
+from magflow.models import EmagProduct, EmagProductConflict
 from magflow.sync.conflicts import resolve
 from magflow.sync.enums import ConflictResolutionStrategy
-from magflow.sync.mapping import EMAG_FIELDS, MappingError, jsonable, offer_to_row
+from magflow.sync.mapping import EMAG_FIELDS, MappingError, canonical_json, jsonable, offer_to_row
 from magflow.sync.transforms import Transform, TransformContext
 
 SYNC_OWNED = (*EMAG_FIELDS, "raw_emag_data", "computed_fields", "content_hash", "search_text")
+SYNC_META = (
+    "local_edits",
+    "sync_status",
+    "is_missing",
+    "missing_since",
+    "last_seen_at",
+    "last_synced_at",
+    "emag_changed_at",
+    "last_sync_id",
+)
+_WRITTEN = ("account_type", "emag_id", *SYNC_OWNED, *SYNC_META)
+UPSERT_SQL = f"""
+INSERT INTO emag_products_v2 ({", ".join(_WRITTEN)})
+SELECT {", ".join(_WRITTEN)} FROM jsonb_populate_recordset(NULL::emag_products_v2, $1::jsonb)
+ON CONFLICT (account_type, emag_id) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in (*SYNC_OWNED, *SYNC_META))}, updated_at = now()
+RETURNING emag_id, id, (xmax = 0)
+"""
+SEEN_SQL = """
+INSERT INTO emag_sync_seen (scan_id, account_type, emag_id)
+SELECT $1::uuid, $2::varchar, unnest($3::bigint[]) ON CONFLICT DO NOTHING
+"""
+EXISTING_SQL = """
+SELECT id, emag_id, content_hash, is_missing, local_edits FROM emag_products_v2
+WHERE account_type = $1::varchar AND emag_id = ANY($2::bigint[])
+"""
+_AUDITED = (
+    "product_id",
+    "account_type",
+    "emag_id",
+    "change_type",
+    "field",
+    "old_value",
+    "new_value",
+    "source",
+    "sync_id",
+    "actor",
+)
+AUDIT_SQL = f"""
+INSERT INTO emag_product_changes ({", ".join(_AUDITED)})
+SELECT {", ".join(_AUDITED)} FROM jsonb_populate_recordset(NULL::emag_product_changes, $1::jsonb)
+"""
 
 
 @dataclass
@@ -82,29 +123,13 @@ class PageWriter:
         outcome = PageOutcome()
         rows = self._rows(offers, rejected, outcome)
         seen_ids = set(rows) | {r.offer_id for r in rejected if r.offer_id is not None}
+        conn = await session.connection()
         if scan_id is not None and seen_ids:
-            await session.execute(
-                pg_insert(EmagSyncSeen)
-                .values([{"scan_id": scan_id, "account_type": self.account, "emag_id": i} for i in seen_ids])
-                .on_conflict_do_nothing()
-            )
+            await conn.exec_driver_sql(SEEN_SQL, (scan_id, self.account, list(seen_ids)))
         if not rows:
             return outcome
 
-        existing = {
-            r.emag_id: r
-            for r in (
-                await session.execute(
-                    select(
-                        EmagProduct.id,
-                        EmagProduct.emag_id,
-                        EmagProduct.content_hash,
-                        EmagProduct.is_missing,
-                        EmagProduct.local_edits,
-                    ).where(EmagProduct.account_type == self.account, EmagProduct.emag_id.in_(list(rows)))
-                )
-            ).all()
-        }
+        existing = {r.emag_id: r for r in (await conn.exec_driver_sql(EXISTING_SQL, (self.account, list(rows)))).all()}
         new_ids = [i for i in rows if i not in existing]
         changed_ids = [
             i for i, old in existing.items() if old.content_hash != rows[i]["content_hash"] or old.is_missing
@@ -161,9 +186,7 @@ class PageWriter:
                 if old_json != new_json:
                     audit.append(self._audit(old.id, emag_id, "updated", name, old_json, new_json, "emag"))
             full = self._full_row(row, edits, observed_at)
-            full["sync_status"] = (
-                "conflict" if any(c["product_id"] == old.id for c in conflicts) else "synced"
-            )
+            full["sync_status"] = "conflict" if any(c["product_id"] == old.id for c in conflicts) else "synced"
             to_write.append(full)
 
         written = await self._upsert(session, to_write)
@@ -179,7 +202,7 @@ class PageWriter:
                 await session.execute(insert(EmagProductConflict).values(conflicts))
         outcome.conflicts = len(conflicts)
         if audit:
-            await session.execute(insert(EmagProductChange).values(audit))
+            await conn.exec_driver_sql(AUDIT_SQL, (canonical_json(audit).decode(),))
         return outcome
 
     def _full_row(self, row: dict[str, Any], edits: dict[str, Any], observed_at: datetime) -> dict[str, Any]:
@@ -218,49 +241,30 @@ class PageWriter:
             "actor": "sync",
         }
 
-    async def _old_values(
-        self, session: AsyncSession, ids: list[uuid.UUID]
-    ) -> dict[uuid.UUID, dict[str, Any]]:
+    async def _old_values(self, session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
         if not ids:
             return {}
         columns = [getattr(EmagProduct, name) for name in EMAG_FIELDS]
         result = await session.execute(select(EmagProduct.id, *columns).where(EmagProduct.id.in_(ids)))
         return {r[0]: dict(zip(EMAG_FIELDS, r[1:], strict=True)) for r in result.all()}
 
-    async def _upsert(
-        self, session: AsyncSession, rows: list[dict[str, Any]]
-    ) -> dict[int, tuple[uuid.UUID, bool]]:
-        stmt = pg_insert(EmagProduct).values(rows)
-        excluded = stmt.excluded
-        updates: dict[str, Any] = {name: excluded[name] for name in SYNC_OWNED}
-        for name in (
-            "local_edits",
-            "sync_status",
-            "is_missing",
-            "missing_since",
-            "last_seen_at",
-            "last_synced_at",
-            "emag_changed_at",
-            "last_sync_id",
-        ):
-            updates[name] = excluded[name]
-        updates["updated_at"] = func.now()
-        upsert: Any = stmt.on_conflict_do_update(
-            index_elements=[EmagProduct.account_type, EmagProduct.emag_id], set_=updates
-        ).returning(EmagProduct.emag_id, EmagProduct.id, literal_column("(xmax = 0)"))
-        result = await session.execute(upsert)
-        return {r[0]: (r[1], bool(r[2])) for r in result.all()}
+    async def _upsert(self, session: AsyncSession, rows: list[dict[str, Any]]) -> dict[int, tuple[uuid.UUID, bool]]:
+        """One INSERT ... ON CONFLICT for the whole page. The page travels as one JSON parameter unpacked by
+        jsonb_populate_recordset: a statement prepared once, instead of thousands of bound values compiled
+        per page (which cost more than the database's work)."""
+        conn = await session.connection()
+        result = await conn.exec_driver_sql(UPSERT_SQL, (canonical_json(rows).decode(),))
+        written: list[Any] = list(result.all())
+        return {r[0]: (r[1], bool(r[2])) for r in written}
 
-    async def _new_conflicts(
-        self, session: AsyncSession, conflicts: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
+    async def _new_conflicts(self, session: AsyncSession, conflicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Skip conflicts already open with the same eMAG value (a later sync must not pile up duplicates)."""
         product_ids = list({c["product_id"] for c in conflicts})
         open_rows = (
             await session.execute(
-                select(
-                    EmagProductConflict.product_id, EmagProductConflict.field, EmagProductConflict.emag_value
-                ).where(EmagProductConflict.product_id.in_(product_ids), EmagProductConflict.status == "open")
+                select(EmagProductConflict.product_id, EmagProductConflict.field, EmagProductConflict.emag_value).where(
+                    EmagProductConflict.product_id.in_(product_ids), EmagProductConflict.status == "open"
+                )
             )
         ).all()
         known = {(r[0], r[1], repr(r[2])) for r in open_rows}
