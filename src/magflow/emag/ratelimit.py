@@ -30,17 +30,21 @@ class RateBudget(abc.ABC):
         self.limits = limits
 
     @abc.abstractmethod
-    async def reserve(self, account: str, bucket: Bucket) -> float:
-        """Reserve the next slot; return how many seconds from now it starts."""
+    async def reserve(self, account: str, bucket: Bucket, weight: float = 1.0) -> float:
+        """Reserve the next slot, `weight` intervals long; return how many seconds from now it starts."""
 
     @abc.abstractmethod
     async def penalize(self, account: str, bucket: Bucket, seconds: float) -> None:
         """Push the account's next free slot at least `seconds` into the future (after a 429), so every
         process sharing this budget slows down, not only the one that was refused."""
 
-    async def acquire(self, account: str, bucket: Bucket = "default") -> float:
-        """Wait for this account's next slot in `bucket`; return the seconds waited."""
-        wait = await self.reserve(account, bucket)
+    async def acquire(self, account: str, bucket: Bucket = "default", weight: float = 1.0) -> float:
+        """Wait for this account's next slot in `bucket`; return the seconds waited.
+
+        `weight` > 1 leaves extra room after this request: the client asks for it when the request is
+        likely to leave late (a new connection, a cold process), so the requests after it cannot bunch
+        up with it inside one of eMAG's windows."""
+        wait = await self.reserve(account, bucket, weight)
         if wait > 0:
             await asyncio.sleep(wait)
         return max(wait, 0.0)
@@ -65,8 +69,8 @@ class InProcessRateBudget(RateBudget):
         self._lock = threading.Lock()
         self._next: dict[tuple[str, str], float] = {}
 
-    async def reserve(self, account: str, bucket: Bucket) -> float:
-        interval = self.limits.interval(bucket)
+    async def reserve(self, account: str, bucket: Bucket, weight: float = 1.0) -> float:
+        interval = self.limits.interval(bucket) * weight
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._next.get((account, bucket), 0.0))
@@ -128,16 +132,16 @@ class RedisRateBudget(RateBudget):
             self._scripts[id(client)] = client.register_script(_RESERVE_LUA)
         return self._scripts[id(client)]
 
-    async def _call(self, account: str, bucket: Bucket, penalty: float) -> int:
-        interval_us = round(self.limits.interval(bucket) * MICROS)
+    async def _call(self, account: str, bucket: Bucket, penalty: float, weight: float = 1.0) -> int:
+        interval_us = round(self.limits.interval(bucket) * weight * MICROS)
         ttl_ms = 60_000 + interval_us // 1000
         result = await self._script()(
             keys=[self.key(account, bucket)], args=[interval_us, round(penalty * MICROS), ttl_ms]
         )
         return int(result)
 
-    async def reserve(self, account: str, bucket: Bucket) -> float:
-        return await self._call(account, bucket, 0.0) / MICROS
+    async def reserve(self, account: str, bucket: Bucket, weight: float = 1.0) -> float:
+        return await self._call(account, bucket, 0.0, weight) / MICROS
 
     async def penalize(self, account: str, bucket: Bucket, seconds: float) -> None:
         if seconds > 0:
