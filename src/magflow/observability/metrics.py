@@ -95,6 +95,7 @@ class _Recorder:
     def configure(self, redis_url: str | None, prefix: str) -> None:
         self.flush()
         with self.lock:
+            self.pending = RequestFigures()  # what the old target could not take must not reach the new one
             self.redis_url = redis_url
             self.prefix = prefix
             self.configured = True
