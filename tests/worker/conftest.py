@@ -128,7 +128,6 @@ def _start(name: str, env: dict[str, str], workdir: Path, beat: bool) -> Worker:
 
 def _stop(worker: Worker) -> None:
     if worker.process.poll() is None:
-        worker.process.send_signal(signal.SIGTERM)
         try:
             worker.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -157,6 +156,9 @@ def workers(
         app.conf.update(broker_url=worker_redis_url, result_backend=worker_redis_url)
         yield pool
     finally:
+        for worker in started:  # warm shutdown of all at once, then wait for each
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
         for worker in started:
             _stop(worker)
 

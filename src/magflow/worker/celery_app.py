@@ -47,7 +47,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "task_time_limit": hard_limit,
-        "task_soft_time_limit": hard_limit - 300,
+        # The soft limit stops the sync a little earlier, so it ends cleanly and the next run resumes it.
+        "task_soft_time_limit": hard_limit - min(300, hard_limit // 10),
         "task_track_started": True,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "timezone": os.environ.get("MAGFLOW_SCHEDULE_TIMEZONE", DEFAULT_TIMEZONE),

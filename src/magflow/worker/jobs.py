@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from magflow.accounts import AccountNotConfiguredError
@@ -20,7 +22,7 @@ from magflow.config import Settings
 from magflow.db.engine import session_factory
 from magflow.models import EmagSyncLog
 from magflow.sync import EmagProductSyncService, SelectiveFilters, SyncAlreadyRunningError, SyncRequestError
-from magflow.sync.runs import reap_dead_runs, utcnow
+from magflow.sync.runs import mark_interrupted, reap_dead_runs, utcnow
 
 log = logging.getLogger("magflow.worker")
 
@@ -102,6 +104,11 @@ async def run_sync_job(
             return outcome(state, sync_id, f"sync {sync_id} has already finished ({state})")
     try:
         return await _run_service(engine, settings, wanted, adopt)
+    except asyncio.CancelledError:
+        # The task's soft time limit (or a worker shutdown) stopped the loop: say so in the history now,
+        # rather than leaving the run "running" until the next run or the health check notices.
+        await _interrupt_own_runs(engine, "the sync was stopped by the task time limit or a worker shutdown")
+        raise
     except (SyncRequestError, AccountNotConfiguredError) as exc:
         if sync_id is not None:
             await _fail_queued(engine, sync_id, str(exc))
@@ -150,6 +157,19 @@ async def _wait_until_dead(engine: AsyncEngine, sync_id: uuid.UUID) -> str | Non
         if state != "running" or loop.time() >= deadline:
             return state
         await asyncio.sleep(1.0)
+
+
+async def _interrupt_own_runs(engine: AsyncEngine, reason: str) -> None:
+    me = f"{socket.gethostname()}:{os.getpid()}"  # what the service writes into emag_sync_logs.worker
+    async with session_factory(engine)() as session:
+        mine = (
+            await session.scalars(
+                select(EmagSyncLog.id).where(EmagSyncLog.status == "running", EmagSyncLog.worker == me)
+            )
+        ).all()
+        for sync_id in mine:
+            await mark_interrupted(session, sync_id, reason)
+        await session.commit()
 
 
 async def _fail_queued(engine: AsyncEngine, sync_id: uuid.UUID, message: str) -> None:
