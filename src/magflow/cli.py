@@ -11,9 +11,7 @@ import typer
 
 from magflow.config import SettingsError, get_settings
 
-app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="A local PostgreSQL copy of eMAG catalogues."
-)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="A local PostgreSQL copy of eMAG catalogues.")
 db_app = typer.Typer(no_args_is_help=True, help="The database: migrations, the embedded server, its URL.")
 app.add_typer(db_app, name="db")
 
@@ -63,7 +61,10 @@ def db_stop() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        get_settings()
+        settings = get_settings()
+        from magflow.observability.logging import configure_logging
+
+        configure_logging(settings, console=False)
         from magflow import commands  # noqa: F401  (registers the sync, status, ... commands)
 
         app(args=argv, prog_name="magflow", standalone_mode=False)

@@ -139,6 +139,15 @@ class AccountRun:
         return self.result
 
     def _fail(self, exc: EmagError, progress: EmagSyncProgress) -> None:
+        log.error(
+            "sync error sync_id=%s account=%s mode=%s page=%s kind=%s error=%s",
+            self.sync_id,
+            self.account,
+            self.plan.mode.value,
+            getattr(exc, "page", None),
+            exc.kind,
+            exc,
+        )
         self.result.status = "failed" if self.result.pages == 0 else "partial"
         self.result.error_message = str(exc)
         self.result.errors.append(
@@ -317,7 +326,28 @@ class AccountRun:
             .returning(EmagSyncLog.cancel_requested)
         )
         await session.commit()
+        log.debug(
+            "page done sync_id=%s account=%s mode=%s page=%d processed=%d created=%d updated=%d unchanged=%d failed=%d",
+            self.sync_id,
+            self.account,
+            self.plan.mode.value,
+            page_no,
+            outcome.processed,
+            outcome.created,
+            outcome.updated,
+            outcome.unchanged,
+            outcome.failed,
+        )
+        for error in outcome.errors:
+            log.warning(
+                "product quarantined sync_id=%s account=%s emag_id=%s reason=%s",
+                self.sync_id,
+                self.account,
+                error.get("emag_id"),
+                error.get("reason"),
+            )
         if cancel:
+            log.warning("sync cancelled sync_id=%s account=%s page=%d", self.sync_id, self.account, page_no)
             self._cancelled = True
             self.result.status = "cancelled"
         await self._notify(progress)
@@ -346,9 +376,7 @@ class AccountRun:
         scan_id = uuid.UUID(checkpoint["scan_id"])
         count_end = (await self.client.count_products({})).items
         seen = int(
-            await session.scalar(
-                select(func.count()).select_from(EmagSyncSeen).where(EmagSyncSeen.scan_id == scan_id)
-            )
+            await session.scalar(select(func.count()).select_from(EmagSyncSeen).where(EmagSyncSeen.scan_id == scan_id))
             or 0
         )
         stable = checkpoint.get("count_at_start") == count_end and seen >= count_end
@@ -397,11 +425,16 @@ class AccountRun:
             )
         else:
             self.result.missing = await mark_missing(session, self.account, scan_id, self.sync_id, utcnow())
+            if self.result.missing:
+                log.warning(
+                    "products missing sync_id=%s account=%s count=%d", self.sync_id, self.account, self.result.missing
+                )
             self.result.status = "completed"
         await self._drop_seen(session, scan_id)
         return True
 
     def _partial(self, message: str) -> None:
+        log.warning("sync partial sync_id=%s account=%s reason=%s", self.sync_id, self.account, message)
         self.result.status = "partial"
         self.result.error_message = message
         self.result.errors.append({"account": self.account, "reason": message})

@@ -120,9 +120,7 @@ async def apply_local_edit(
                 merged[key] = value
         if merged != product.custom_fields:
             audit.append(
-                _audit(
-                    product, "custom_fields", "custom_fields", product.custom_fields, merged, "local", actor
-                )
+                _audit(product, "custom_fields", "custom_fields", product.custom_fields, merged, "local", actor)
             )
             product.custom_fields = merged
     if "status" in coerced:

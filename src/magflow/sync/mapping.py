@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 import unicodedata
+import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any

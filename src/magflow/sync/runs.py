@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from magflow.models import EmagSyncLog, EmagSyncProgress
 from magflow.sync.locks import account_is_locked
+
+log = logging.getLogger("magflow.sync")
 
 MAX_STORED_ERRORS = 100
 RESUMABLE = ("interrupted", "failed", "partial")
@@ -63,9 +66,7 @@ async def running_sync_for(session: AsyncSession, account: str) -> EmagSyncLog |
     ).first()
 
 
-async def reap_dead_runs(
-    engine: AsyncEngine, session: AsyncSession, stale_after: timedelta
-) -> list[uuid.UUID]:
+async def reap_dead_runs(engine: AsyncEngine, session: AsyncSession, stale_after: timedelta) -> list[uuid.UUID]:
     """Mark runs interrupted whose process is gone: no account lock held and no heartbeat for `stale_after`.
 
     Returns the ids of the runs it marked. Safe to call from anywhere (status reads, the health check).
@@ -86,6 +87,7 @@ async def reap_dead_runs(
 
 
 async def mark_interrupted(session: AsyncSession, sync_id: uuid.UUID, reason: str) -> None:
+    log.warning("sync interrupted sync_id=%s reason=%s", sync_id, reason)
     now = utcnow()
     await session.execute(
         update(EmagSyncProgress)

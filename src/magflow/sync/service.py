@@ -116,9 +116,7 @@ class EmagProductSyncService:
         self._budget = budget
         self._own_budget = budget is None
         self.triggered_by = triggered_by
-        self.transform = (
-            transform if transform is not None else load_transform(self.settings.magflow_transform_hook)
-        )
+        self.transform = transform if transform is not None else load_transform(self.settings.magflow_transform_hook)
         self.on_progress = on_progress
         self.sweep_guard_ratio = sweep_guard_ratio
         self.clients: dict[str, EmagClient] = {}
@@ -179,9 +177,7 @@ class EmagProductSyncService:
         if not 1 <= items_per_page <= 100:
             raise SyncRequestError(f"items_per_page must be between 1 and 100 (got {items_per_page})")
         if max_pages is not None and max_pages < 1:
-            raise SyncRequestError(
-                f"max_pages must be at least 1, or omitted for all pages (got {max_pages})"
-            )
+            raise SyncRequestError(f"max_pages must be at least 1, or omitted for all pages (got {max_pages})")
         if mode is SyncMode.FULL:
             sets: list[dict[str, Any]] = [{}]
             max_pages = None  # a full sync reads every page, or it could not tell what is missing
@@ -295,9 +291,7 @@ class EmagProductSyncService:
         return await self._finish(run, plan, per_account)
 
     def _account_run(self, account: str, sync_id: uuid.UUID, plan: Plan) -> AccountRun:
-        writer = PageWriter(
-            account=account, sync_id=sync_id, strategy=self.conflict_strategy, transform=self.transform
-        )
+        writer = PageWriter(account=account, sync_id=sync_id, strategy=self.conflict_strategy, transform=self.transform)
         return _TransformingRun(
             account=account,
             sync_id=sync_id,
@@ -321,9 +315,7 @@ class EmagProductSyncService:
                     )
                     await session.commit()
 
-    async def _finish(
-        self, run: EmagSyncLog, plan: Plan, per_account: dict[str, AccountResult]
-    ) -> dict[str, Any]:
+    async def _finish(self, run: EmagSyncLog, plan: Plan, per_account: dict[str, AccountResult]) -> dict[str, Any]:
         db = self.db
         await db.refresh(run)
         statuses = {r.status for r in per_account.values()}
@@ -359,24 +351,37 @@ class EmagProductSyncService:
             await db.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[EmagAccountState.account_type],
-                    set_={k: stmt.excluded[k] for k in values if k != "account_type"}
-                    or {"account_type": account},
+                    set_={k: stmt.excluded[k] for k in values if k != "account_type"} or {"account_type": account},
                 )
             )
         await db.commit()
-        log.info(
-            "sync finished sync_id=%s account=%s mode=%s status=%s processed=%s created=%s updated=%s "
-            "unchanged=%s failed=%s missing=%s duration=%.1fs",
+        level = {"completed": logging.INFO, "failed": logging.ERROR}.get(status, logging.WARNING)
+        for account, result in per_account.items():
+            log.log(
+                level,
+                "sync finished sync_id=%s account=%s mode=%s status=%s processed=%s created=%s updated=%s "
+                "unchanged=%s failed=%s missing=%s pages=%s%s",
+                run.id,
+                account,
+                plan.mode.value,
+                result.status,
+                result.total_processed,
+                result.created,
+                result.updated,
+                result.unchanged,
+                result.failed,
+                result.missing,
+                result.pages,
+                f" error={result.error_message!r}" if result.error_message else "",
+            )
+        log.log(
+            level,
+            "sync run finished sync_id=%s account=%s mode=%s status=%s processed=%s duration=%.1fs",
             run.id,
             run.account_type,
             plan.mode.value,
             status,
             run.processed_items,
-            run.created_items,
-            run.updated_items,
-            run.unchanged_items,
-            run.failed_items,
-            run.missing_items,
             run.duration_seconds,
         )
         errors = [e for r in per_account.values() for e in r.errors]
