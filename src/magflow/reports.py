@@ -129,9 +129,7 @@ def _current(run: EmagSyncLog, progress: Sequence[EmagSyncProgress]) -> dict[str
     accounts = [_progress_row(p) for p in progress]
     total = sum(p.total_items for p in progress)
     processed = sum(p.current_item for p in progress)
-    etas = [
-        p.estimated_completion_at for p in progress if p.status == "running" and p.estimated_completion_at
-    ]
+    etas = [p.estimated_completion_at for p in progress if p.status == "running" and p.estimated_completion_at]
     percentage = round(min(100.0, 100.0 * processed / total), 2) if total else 0.0
     return {
         "id": run.id,
@@ -196,8 +194,7 @@ async def statistics(session: AsyncSession) -> dict[str, Any]:
         )
     ).all()
     by_account: dict[str, dict[str, int]] = {
-        account: {"total": 0, "active": 0, "synced": 0, "missing": 0, "conflict": 0}
-        for account in ("main", "fbe")
+        account: {"total": 0, "active": 0, "synced": 0, "missing": 0, "conflict": 0} for account in ("main", "fbe")
     }
     for account, total, active, synced, missing, conflict in rows:
         by_account[account] = {
@@ -276,15 +273,9 @@ async def list_products(
 
     `search` matches SKU or name, case- and diacritic-insensitively ("scoala" finds "Școală").
     """
-    total = await session.scalar(
-        _product_filter(select(func.count()).select_from(EmagProduct), account_type, search)
-    )
+    total = await session.scalar(_product_filter(select(func.count()).select_from(EmagProduct), account_type, search))
     query = _product_filter(select(EmagProduct), account_type, search)
-    query = (
-        query.order_by(EmagProduct.account_type, EmagProduct.sku, EmagProduct.emag_id)
-        .offset(skip)
-        .limit(limit)
-    )
+    query = query.order_by(EmagProduct.account_type, EmagProduct.sku, EmagProduct.emag_id).offset(skip).limit(limit)
     products = (await session.scalars(query)).all()
     return [product_summary(p) for p in products], total or 0
 
@@ -378,9 +369,7 @@ async def sync_run(session: AsyncSession, sync_id: uuid.UUID) -> dict[str, Any] 
         return None
     progress = (
         await session.scalars(
-            select(EmagSyncProgress)
-            .where(EmagSyncProgress.sync_id == sync_id)
-            .order_by(EmagSyncProgress.account_type)
+            select(EmagSyncProgress).where(EmagSyncProgress.sync_id == sync_id).order_by(EmagSyncProgress.account_type)
         )
     ).all()
     return {**_sync_row(run), "accounts": [_progress_row(p) for p in progress]}

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -49,6 +51,41 @@ async def get_session(state: State) -> AsyncIterator[AsyncSession]:
 
 
 Session = Annotated[AsyncSession, Depends(get_session)]
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def _declared_query(route: APIRoute) -> frozenset[str]:
+    return frozenset(_query_names(route.dependant))
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """A misspelt (`?serach=laptop`) or repeated parameter is a 422 naming it, not a silently wrong answer."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    repeated = sorted({k for k, _ in request.query_params.multi_items() if len(request.query_params.getlist(k)) > 1})
+    if repeated:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"{repeated[0]}: given more than once; send each query parameter once.",
+            extra={"fields": [{"field": name, "message": "given more than once"} for name in repeated]},
+        )
+    unknown = sorted(set(request.query_params) - _declared_query(route))
+    if unknown:
+        allowed = ", ".join(sorted(_declared_query(route))) or "none"
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"{unknown[0]}: unknown query parameter; this call accepts: {allowed}.",
+            extra={"fields": [{"field": name, "message": "unknown query parameter"} for name in unknown]},
+        )
 
 
 def _is_loopback(request: Request) -> bool:

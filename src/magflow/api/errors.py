@@ -15,7 +15,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger("magflow.api")
 
 _HTTP_CODES = {
-    400: ("bad_request", "The request is malformed; check the method, path and body against /docs."),
     401: ("unauthorized", "Send a valid token: Authorization: Bearer <token> (see `magflow token create`)."),
     403: ("forbidden", "This token's scope does not allow this call; use a token with a wider scope."),
     404: ("not_found", "No such path; see /docs for the API's endpoints."),
@@ -94,9 +93,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's "error parsing the body": the same 422 as any other invalid input, naming the body.
+        return validation_response([{"loc": ("body",), "msg": "The body must be valid JSON"}])
     code, detail = _HTTP_CODES.get(exc.status_code, ("http_error", "The request could not be served; see /docs."))
-    if exc.status_code == 400 and isinstance(exc.detail, str) and exc.detail:
-        detail = f"{exc.detail.rstrip('.')}; check the request against /docs."
     return error_response(exc.status_code, code, detail, dict(exc.headers) if exc.headers else None)
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
 
 AccountType = Literal["main", "fbe"]
 AccountOrBoth = Literal["main", "fbe", "both"]
@@ -17,7 +17,21 @@ RunStatus = Literal["queued", "running", "completed", "partial", "failed", "inte
 
 OfferId = Annotated[int, Field(ge=1, le=2**53)]
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Money = Annotated[Decimal, Field(ge=0, le=Decimal("999999999999"), decimal_places=4, allow_inf_nan=False)]
+MONEY_MAX = 999_999_999_999
+# A number or a decimal string (what pydantic accepts), spelt out so the OpenAPI schema matches the validation.
+Money = Annotated[
+    Decimal,
+    Field(ge=0, le=MONEY_MAX, allow_inf_nan=False),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": MONEY_MAX},
+                {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,12})?$"},
+            ],
+            "examples": [199.99, "199.99"],
+        }
+    ),
+]
 Whole = Annotated[int, Field(ge=0, le=2_000_000_000)]
 SELECTIVE_FILTERS = (
     "ids",
@@ -28,6 +42,24 @@ SELECTIVE_FILTERS = (
     "offer_validation_status",
     "general_stock",
 )
+
+
+def strip_nul(value: Any) -> Any:
+    """PostgreSQL text and JSONB cannot hold U+0000; it never means anything in a product, so it is dropped."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {strip_nul(k): strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strip_nul(v) for v in value]
+    return value
+
+
+class StrippedInput(BaseModel):
+    @model_validator(mode="before")
+    @classmethod
+    def _strip_nul(cls, data: Any) -> Any:
+        return strip_nul(data)
 
 
 class ErrorField(BaseModel):
@@ -44,7 +76,7 @@ class ErrorBody(BaseModel):
     running_sync_id: str | None = Field(default=None, description="409 only: the sync that is running")
 
 
-class SyncRequest(BaseModel):
+class SyncRequest(StrippedInput):
     """POST /sync. Every field is optional; the selective filters apply to mode `selective` only."""
 
     model_config = ConfigDict(extra="forbid")
@@ -282,7 +314,7 @@ class ConflictList(BaseModel):
     count: int
 
 
-class ProductPatch(BaseModel):
+class ProductPatch(StrippedInput):
     """Local edits (the conflict rules protect them from the next sync) and `custom_fields` (merged; a null
     value removes a key; never touched by a sync)."""
 
@@ -311,10 +343,16 @@ class ProductPatch(BaseModel):
         return {name: getattr(self, name) for name in self.model_fields_set if name != "custom_fields"}
 
 
-class ConflictResolution(BaseModel):
+class ConflictResolution(StrippedInput):
     """`emag` takes eMAG's value, `local` keeps the local one, `value` sets `value`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"resolution": {"const": "value"}}, "required": ["resolution"]},
+            "then": {"required": ["value"]},
+        },
+    )
 
     resolution: Literal["emag", "local", "value"]
     value: Any = None

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from magflow import reports
-from magflow.api.deps import Admin, Reader, Session
+from magflow.api.deps import Admin, Reader, Session, reject_unknown_query
 from magflow.api.errors import ApiError
 from magflow.api.routers.sync import PREFIX
 from magflow.api.schemas import (
@@ -25,6 +25,7 @@ from magflow.sync.local_edits import LocalEditError, NotFoundError, apply_local_
 
 router = APIRouter(
     prefix=PREFIX,
+    dependencies=[Depends(reject_unknown_query)],
     tags=["products"],
     responses={
         401: {"model": ErrorBody, "description": "Missing, unknown or revoked token"},
@@ -52,7 +53,8 @@ async def list_products(
         str | None, Query(max_length=200, description="In SKU or name; ignores case and diacritics")
     ] = None,
 ) -> Any:
-    items, total = await reports.list_products(session, skip, limit, account_type, search)
+    term = search.replace("\x00", "") if search is not None else None
+    items, total = await reports.list_products(session, skip, limit, account_type, term)
     return {"items": items, "total": total, "skip": skip, "limit": limit}
 
 
@@ -76,9 +78,7 @@ async def get_product(product_id: uuid.UUID, principal: Reader, session: Session
     responses=NOT_FOUND,
 )
 async def patch_product(product_id: uuid.UUID, body: ProductPatch, principal: Admin, session: Session) -> Any:
-    changes = body.changes()
-    if not changes and body.custom_fields is None:
-        raise ApiError(422, "invalid_request", "body: send at least one field to change or custom_fields.")
+    changes = body.changes()  # an empty body is a no-op that answers the product, as PATCH allows
     try:
         await apply_local_edit(session, product_id, changes, body.custom_fields, actor=principal.name)
     except NotFoundError:

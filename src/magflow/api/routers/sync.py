@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from magflow import reports
 from magflow.accounts import AccountNotConfiguredError, account_config, configured_accounts, rate_budget
 from magflow.api.background import SyncNotQueuedError, execute_queued_sync, fail_queued
-from magflow.api.deps import AppState, Reader, Session, State, Syncer
+from magflow.api.deps import AppState, Reader, Session, State, Syncer, reject_unknown_query
 from magflow.api.errors import ApiError
 from magflow.api.schemas import (
     AccountOrBoth,
@@ -50,6 +50,7 @@ MESSAGES = {
 
 router = APIRouter(
     prefix=PREFIX,
+    dependencies=[Depends(reject_unknown_query)],
     tags=["sync"],
     responses={
         401: {"model": ErrorBody, "description": "Missing, unknown or revoked token"},
