@@ -12,7 +12,7 @@ from magflow.accounts import rate_limits
 from magflow.config import load_settings
 from magflow.emag import AccountConfig, EmagClient, RedisRateBudget
 from magflow.sandbox import SANDBOX_ACCOUNTS
-from magflow.worker.tasks import run_sync
+from magflow.worker.tasks import run_sync, scheduled_incremental_sync
 
 from .conftest import RATE_PER_MINUTE, RATE_PER_SECOND, Workers, eventually
 from .helpers import assert_matches_sandbox, queue_sync, run, runs, sync_params
@@ -102,3 +102,23 @@ async def test_two_workers_and_the_api_together_stay_inside_each_accounts_rate_b
     # The shared budget, not luck, kept main inside the limit: together they used most of it.
     main_requests = sum(state.requests_per_second("main").values())
     assert main_requests >= 30 + extra and main_requests > 0.6 * RATE_PER_SECOND * elapsed
+
+
+async def test_the_scheduled_incremental_sync_runs_each_account_with_the_schedules_parameters(
+    world: Workers, clean_engine: AsyncEngine
+) -> None:
+    dispatched = await asyncio.to_thread(
+        scheduled_incremental_sync.delay(max_pages=1, items_per_page=40).get, timeout=10
+    )
+    assert dispatched["status"] == "dispatched" and set(dispatched["tasks"]) == {"main", "fbe"}
+
+    async def both_done() -> bool:
+        rows = await runs(clean_engine)
+        return len(rows) == 2 and all(r.status not in ("queued", "running") for r in rows)
+
+    await eventually(both_done, 60, "the scheduled runs to finish", world)
+    rows = await runs(clean_engine)
+    assert sorted(r.account_type for r in rows) == ["fbe", "main"]
+    assert {(r.status, r.mode, r.triggered_by, r.processed_items) for r in rows} == {
+        ("completed", "incremental", "celery:beat", 40)
+    }
