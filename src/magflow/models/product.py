@@ -107,16 +107,10 @@ class EmagProduct(Base):
     raw_emag_data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
-    computed_fields: Mapped[dict[str, Any]] = mapped_column(
-        JSONB, nullable=False, server_default=text("'{}'::jsonb")
-    )
-    custom_fields: Mapped[dict[str, Any]] = mapped_column(
-        JSONB, nullable=False, server_default=text("'{}'::jsonb")
-    )
+    computed_fields: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     # {field: {"base": last synced eMAG value, "edited_at": iso, "edited_by": actor}}
-    local_edits: Mapped[dict[str, Any]] = mapped_column(
-        JSONB, nullable=False, server_default=text("'{}'::jsonb")
-    )
+    local_edits: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
 
     sync_status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="synced")
     is_missing: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))

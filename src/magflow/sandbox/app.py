@@ -55,9 +55,7 @@ class ValidationError(Exception):
         self.field, self.message = field, message
 
 
-async def respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
+async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     await send({"type": "http.response.start", "status": status, "headers": (headers or JSON)})
     await send({"type": "http.response.body", "body": body})
 
@@ -102,9 +100,7 @@ class SandboxApp:
         if state.faults.latency_ms:
             await asyncio.sleep(state.faults.latency_ms / 1000)
         if not state.ip_whitelisted:
-            await respond(
-                send, state.ip_error_status, error(f"Invalid vendor ip [{state.reported_ip}]"), headers
-            )
+            await respond(send, state.ip_error_status, error(f"Invalid vendor ip [{state.reported_ip}]"), headers)
             return
         try:
             payload = orjson.loads(body) if body.strip() else {}
@@ -168,9 +164,7 @@ class SandboxApp:
             await respond(send, 200, body, headers)
         elif route.startswith("order/acknowledge/"):
             raw_id = route.rsplit("/", 1)[1]
-            problem = (
-                state.acknowledge(account, int(raw_id)) if raw_id.isdigit() else f"Invalid order id {raw_id}"
-            )
+            problem = state.acknowledge(account, int(raw_id)) if raw_id.isdigit() else f"Invalid order id {raw_id}"
             await respond(send, 200, error(problem) if problem else ok([]), headers)
         elif route == "vat/read":
             await respond(send, 200, ok(VAT_RATES), headers)

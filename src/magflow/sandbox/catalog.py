@@ -182,9 +182,7 @@ def content(seed: int, index: int) -> Product:
         "category_id": category_id,
         "vendor_category_id": rng.choice([None, category_id + 10_000]),
         "family": (
-            {"id": 9000 + index // 4, "name": f"{kind} {brand}", "family_type_id": 95}
-            if rng.random() < 0.25
-            else None
+            {"id": 9000 + index // 4, "name": f"{kind} {brand}", "family_type_id": 95} if rng.random() < 0.25 else None
         ),
         "warranty": rng.choice([0, 12, 24, 24, 36]),
         "url": f"https://magazin.example.ro/p/{sku.lower()}",
@@ -214,8 +212,7 @@ def offer(seed: int, account: str, index: int, product_id: int, documentation: P
     warehouses = [1] if account == "fbe" or rng.random() < 0.6 else rng.sample([1, 2, 3], rng.randint(2, 3))
     warehouses.sort()
     stock = [
-        {"warehouse_id": w, "value": rng.choice([0, 0, rng.randint(1, 40), rng.randint(1, 500)])}
-        for w in warehouses
+        {"warehouse_id": w, "value": rng.choice([0, 0, rng.randint(1, 40), rng.randint(1, 500)])} for w in warehouses
     ]
     price = round(rng.uniform(9.0, 2500.0), 4)
     status = _weighted(rng, [(1, 0.82), (0, 0.12), (2, 0.06)])
@@ -249,9 +246,7 @@ def offer(seed: int, account: str, index: int, product_id: int, documentation: P
             "translation_validation_status": [],
             # Real data shows both shapes; a parser must accept either.
             "offer_validation_status": [ovs_entry] if rng.random() < 0.6 else ovs_entry,
-            "doc_errors": None
-            if validation not in (5, 6, 8)
-            else [{"code": 8001, "message": "Imagini lipsă"}],
+            "doc_errors": None if validation not in (5, 6, 8) else [{"code": 8001, "message": "Imagini lipsă"}],
             "ownership": ownership_int if rng.random() < 0.5 else ownership_int == 1,
             "number_of_offers": rng.randint(1, 12),
             "buy_button_rank": rng.randint(1, 6),

@@ -28,9 +28,7 @@ def _faults(s: SandboxState, _: str, b: dict[str, Any]) -> Any:
     if b.get("clear"):
         s.faults.clear()
     if "kind" in b:
-        s.faults.inject(
-            str(b["kind"]), int(b.get("count", 1)), b.get("page"), float(b.get("timeout_seconds", 30))
-        )
+        s.faults.inject(str(b["kind"]), int(b.get("count", 1)), b.get("page"), float(b.get("timeout_seconds", 30)))
     if "error_rate" in b:
         kinds = b.get("kinds", ("500", "502_html", "504"))
         s.faults.set_error_rate(float(b["error_rate"]), kinds, int(b.get("seed", 0)))
@@ -91,9 +89,7 @@ async def handle(state: SandboxState, scope: dict[str, Any], body: bytes, send: 
     headers = dict(scope["headers"])
     token = headers.get(b"x-sandbox-token", b"").decode("latin-1")
     if not hmac.compare_digest(token, state.control_token):
-        await _reply(
-            send, 401, {"error": "unauthorized", "detail": "send the control token in X-Sandbox-Token"}
-        )
+        await _reply(send, 401, {"error": "unauthorized", "detail": "send the control token in X-Sandbox-Token"})
         return
     route = scope["path"][len("/_sandbox") :].strip("/")
     try:
@@ -105,9 +101,7 @@ async def handle(state: SandboxState, scope: dict[str, Any], body: bytes, send: 
         else:
             account, _, action = route.partition("/")
             if account not in state.accounts or action not in ACCOUNT_ROUTES:
-                await _reply(
-                    send, 404, {"error": "not_found", "detail": f"no control route /_sandbox/{route}"}
-                )
+                await _reply(send, 404, {"error": "not_found", "detail": f"no control route /_sandbox/{route}"})
                 return
             result = ACCOUNT_ROUTES[action](state, account, args)
     except (ValueError, TypeError, KeyError) as exc:
@@ -117,7 +111,5 @@ async def handle(state: SandboxState, scope: dict[str, Any], body: bytes, send: 
 
 
 async def _reply(send: Send, status: int, payload: Any) -> None:
-    await send(
-        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
-    )
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": orjson.dumps(payload)})

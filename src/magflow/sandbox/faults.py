@@ -34,9 +34,7 @@ class FaultInjector:
         self.timeout_seconds = 30.0
         self.triggered: list[str] = []
 
-    def inject(
-        self, kind: str, count: int = 1, page: int | None = None, timeout_seconds: float = 30.0
-    ) -> None:
+    def inject(self, kind: str, count: int = 1, page: int | None = None, timeout_seconds: float = 30.0) -> None:
         """Make the next `count` product_offer/read requests (only those for `page`, if set) fail."""
         _check(kind)
         with self._lock:

@@ -49,9 +49,7 @@ def _weighted(rng: random.Random) -> int:
     return 4
 
 
-def make_order(
-    seed: int, account: str, index: int, order_id: int, anchor: datetime, products: list[Product]
-) -> Order:
+def make_order(seed: int, account: str, index: int, order_id: int, anchor: datetime, products: list[Product]) -> Order:
     rng = random.Random(seed * 104_729 + index * (5 if account == "fbe" else 1))
     created = anchor - timedelta(seconds=rng.randrange(60 * 24 * 3600))
     status = _weighted(rng)
@@ -112,9 +110,7 @@ def _parse(field: str, value: object) -> datetime:
         raise OrderFilterError(field, f"{field} must be a date in YYYY-mm-dd HH:ii:ss format") from None
 
 
-def _window(
-    filters: dict[str, Any], prefix: str, require_both: bool
-) -> tuple[datetime | None, datetime | None]:
+def _window(filters: dict[str, Any], prefix: str, require_both: bool) -> tuple[datetime | None, datetime | None]:
     after_key, before_key = f"{prefix}After", f"{prefix}Before"
     after = _parse(after_key, filters[after_key]) if filters.get(after_key) not in (None, "") else None
     before = _parse(before_key, filters[before_key]) if filters.get(before_key) not in (None, "") else None

@@ -76,9 +76,7 @@ class SandboxState:
         self.limiter = RateLimiter({})
         self._lock = threading.RLock()
         self.accounts: dict[str, AccountData] = {}
-        self.reset(
-            seed=seed, products_per_account=products_per_account, orders_per_account=orders_per_account
-        )
+        self.reset(seed=seed, products_per_account=products_per_account, orders_per_account=orders_per_account)
 
     def reset(
         self,
@@ -257,9 +255,7 @@ class SandboxState:
         """Change a bucket's limits at runtime; None switches that limit off."""
         self.limiter.limits[bucket] = Limit(per_second, per_minute)
 
-    def set_ip_whitelisted(
-        self, whitelisted: bool, reported_ip: str = "203.0.113.7", status_code: int = 200
-    ) -> None:
+    def set_ip_whitelisted(self, whitelisted: bool, reported_ip: str = "203.0.113.7", status_code: int = 200) -> None:
         """When off, API calls answer isError "Invalid vendor ip [reported_ip]" with HTTP `status_code`."""
         self.ip_whitelisted, self.reported_ip, self.ip_error_status = whitelisted, reported_ip, status_code
 

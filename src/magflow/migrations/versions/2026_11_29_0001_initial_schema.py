@@ -172,15 +172,9 @@ def upgrade() -> None:
         sa.Column("sync_status", sa.String(length=16), server_default="synced", nullable=False),
         sa.Column("is_missing", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("missing_since", sa.DateTime(timezone=True), nullable=True),
-        sa.Column(
-            "first_seen_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-        ),
-        sa.Column(
-            "last_seen_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-        ),
-        sa.Column(
-            "last_synced_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-        ),
+        sa.Column("first_seen_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("last_seen_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("last_synced_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("emag_changed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_sync_id", sa.UUID(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
@@ -200,9 +194,7 @@ def upgrade() -> None:
         ["account_type", "status", "sync_status"],
         unique=False,
     )
-    op.create_index(
-        "ix_emag_products_v2_part_number_key", "emag_products_v2", ["part_number_key"], unique=False
-    )
+    op.create_index("ix_emag_products_v2_part_number_key", "emag_products_v2", ["part_number_key"], unique=False)
     op.create_index(
         "ix_emag_products_v2_search_trgm",
         "emag_products_v2",
@@ -243,9 +235,7 @@ def upgrade() -> None:
         sa.Column("api_retries", sa.Integer(), server_default="0", nullable=False),
         sa.Column("rate_limit_hits", sa.Integer(), server_default="0", nullable=False),
         sa.Column("rate_limit_wait_seconds", sa.Float(), server_default="0", nullable=False),
-        sa.Column(
-            "errors", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'[]'"), nullable=False
-        ),
+        sa.Column("errors", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'[]'"), nullable=False),
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("triggered_by", sa.String(length=64), server_default="manual", nullable=False),
         sa.Column("resumed_from", sa.UUID(), nullable=True),
@@ -296,9 +286,7 @@ def upgrade() -> None:
         ),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column(
-            "heartbeat_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-        ),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.ForeignKeyConstraint(
             ["sync_id"],
