@@ -31,6 +31,7 @@ from magflow.sync.runs import (
     SyncAlreadyRunningError,
     append_errors,
     interrupt_orphans,
+    mark_interrupted,
     running_sync_for,
     utcnow,
 )
@@ -273,6 +274,11 @@ class EmagProductSyncService:
             results = await asyncio.gather(
                 *(self._account_run(a, sync_id, plan).run() for a in accounts), return_exceptions=True
             )
+        except asyncio.CancelledError:
+            # The task running us was cancelled (shutdown, a time limit): say so now rather than leave the run
+            # "running" until someone reaps it. Committed pages stay, and the next run resumes from them.
+            await asyncio.shield(self._mark_cancelled_run(sync_id))
+            raise
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -289,6 +295,12 @@ class EmagProductSyncService:
             else:
                 per_account[account] = outcome
         return await self._finish(run, plan, per_account)
+
+    async def _mark_cancelled_run(self, sync_id: uuid.UUID) -> None:
+        with contextlib.suppress(Exception):
+            async with session_factory(self.engine)() as session:
+                await mark_interrupted(session, sync_id, "the sync was stopped before it finished (task cancelled)")
+                await session.commit()
 
     def _account_run(self, account: str, sync_id: uuid.UUID, plan: Plan) -> AccountRun:
         writer = PageWriter(account=account, sync_id=sync_id, strategy=self.conflict_strategy, transform=self.transform)
