@@ -19,6 +19,11 @@ from magflow.emag import AccountConfig
 
 console = Console()
 
+from magflow.api.cli import serve, token_app  # noqa: E402  (after `app` exists; the API's commands)
+
+app.add_typer(token_app, name="token")
+app.command("serve")(serve)
+
 
 @contextlib.contextmanager
 def sandbox_accounts(products: int, rate: float | None) -> Iterator[dict[str, AccountConfig]]:
@@ -35,9 +40,7 @@ def sandbox_accounts(products: int, rate: float | None) -> Iterator[dict[str, Ac
     server.start()
     try:
         yield {
-            account: AccountConfig(
-                account=account, username=user, password=password, base_url=server.base_url
-            )
+            account: AccountConfig(account=account, username=user, password=password, base_url=server.base_url)
             for account, (user, password) in SANDBOX_ACCOUNTS.items()
         }
     finally:
@@ -82,18 +85,12 @@ def _summary(result: dict[str, Any]) -> None:
         table.add_row(
             account,
             numbers["status"],
-            *(
-                str(numbers[k])
-                for k in ("total_processed", "created", "updated", "unchanged", "failed", "missing")
-            ),
+            *(str(numbers[k]) for k in ("total_processed", "created", "updated", "unchanged", "failed", "missing")),
         )
     table.add_row(
         "total",
         result["status"],
-        *(
-            str(result[k])
-            for k in ("total_processed", "created", "updated", "unchanged", "failed", "missing")
-        ),
+        *(str(result[k]) for k in ("total_processed", "created", "updated", "unchanged", "failed", "missing")),
         style="bold",
     )
     console.print(table)
@@ -167,9 +164,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def sync(
     account: str = typer.Option("both", help="main, fbe or both"),
     mode: str = typer.Option("full", help="full, incremental or selective"),
-    conflict_strategy: str = typer.Option(
-        "emag_priority", help="emag_priority, local_priority, newest_wins, manual"
-    ),
+    conflict_strategy: str = typer.Option("emag_priority", help="emag_priority, local_priority, newest_wins, manual"),
     max_pages: int | None = typer.Option(None, help="incremental/selective: read at most this many pages"),
     items_per_page: int = typer.Option(100, help="1-100"),
     include_inactive: bool = typer.Option(False, help="incremental/selective: include inactive offers"),
@@ -177,9 +172,7 @@ def sync(
     skus: list[str] = typer.Option([], "--sku", help="selective: a part_number (repeatable)"),
     keys: list[str] = typer.Option([], "--part-number-key", help="selective: a part_number_key (repeatable)"),
     status: int | None = typer.Option(None, help="selective: offer status 0, 1 or 2"),
-    sandbox: bool | None = typer.Option(
-        None, "--sandbox/--no-sandbox", help="default: sandbox when no credentials"
-    ),
+    sandbox: bool | None = typer.Option(None, "--sandbox/--no-sandbox", help="default: sandbox when no credentials"),
     sandbox_products: int = typer.Option(1000, help="products per account in the built-in sandbox"),
     sandbox_rate: float = typer.Option(3.0, help="the sandbox's requests/s limit per account (eMAG's is 3)"),
 ) -> None:
@@ -289,9 +282,7 @@ def parse_uuid(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a sync id (a UUID as shown by `magflow history`)"
-        ) from None
+        raise typer.BadParameter(f"{value!r} is not a sync id (a UUID as shown by `magflow history`)") from None
 
 
 def _short(value: Any) -> str:

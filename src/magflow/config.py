@@ -19,9 +19,7 @@ class SettingsError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
-    )
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False)
 
     emag_main_username: str = ""
     emag_main_password: SecretStr = SecretStr("")
@@ -55,6 +53,9 @@ class Settings(BaseSettings):
     magflow_transform_hook: str | None = None
     magflow_stale_run_seconds: int = Field(default=300, ge=30, le=86400)
     magflow_environment: Literal["development", "production"] = "development"
+    magflow_task_time_limit: int = Field(default=4 * 3600, ge=600, le=48 * 3600)
+    magflow_schedule_timezone: str = "Europe/Bucharest"
+    magflow_api_allow_local_reads: bool = False
 
     @field_validator("log_level", mode="before")
     @classmethod

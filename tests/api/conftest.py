@@ -34,7 +34,7 @@ class ApiServer:
         saved = {k: os.environ.get(k) for k in env or {}}
         os.environ.update(env or {})
         try:
-            app = create_app(settings)  # reads MAGFLOW_API_* from the environment now
+            app = create_app(settings)
         finally:
             for key, value in saved.items():
                 if value is None:

@@ -154,7 +154,7 @@ async def test_local_reads_without_a_token_only_when_enabled(api: Api, sandbox: 
     # The guide's troubleshooting step: curl -X GET .../history?status=failed, with no Authorization header.
     async with httpx.AsyncClient(base_url=api.base_url + PREFIX) as http:
         assert_error(await http.get("/history?status=failed"), 401, "missing_token")
-    local = start_api(sandbox.base_url, env={"MAGFLOW_API_ALLOW_LOCAL_READS": "true"})
+    local = start_api(sandbox.base_url, magflow_api_allow_local_reads=True)
     async with httpx.AsyncClient(base_url=local.base_url + PREFIX) as http:
         response = await http.get("/history?status=failed")
         assert response.status_code == 200, response.text

@@ -17,6 +17,8 @@ from magflow.api.routers import health, products, sync
 from magflow.api.settings import ApiSettings
 from magflow.config import Settings, get_settings
 from magflow.db.engine import create_engine, resolve_database_url, session_factory
+from magflow.observability.logging import configure_logging
+from magflow.observability.routes import router as monitoring_router
 
 DESCRIPTION = """A local PostgreSQL copy of the eMAG catalogues of the MAIN and FBE seller accounts.
 
@@ -29,10 +31,11 @@ Every endpoint except `/health` needs `Authorization: Bearer <token>`; create to
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> FastAPI:
     """The API app. Without `engine`, the app opens its own from the settings at startup and closes it."""
     settings = settings or get_settings()
-    api_settings = ApiSettings.from_env()
+    api_settings = ApiSettings.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings)
         owns_engine = engine is None
         if engine is None:
             # resolve_database_url may start the embedded server: a blocking subprocess.
@@ -66,4 +69,5 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     app.include_router(health.router)
     app.include_router(sync.router)
     app.include_router(products.router)
+    app.include_router(monitoring_router)
     return app

@@ -211,6 +211,7 @@ async def run_health_check(
     *,
     check_connections_first: bool = True,
     budget: RateBudget | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The periodic health check: check each configured account's eMAG connection, store the verdicts,
     evaluate readiness and store it as an `emag_health_checks` row. Returns the stored report (with
@@ -229,6 +230,7 @@ async def run_health_check(
         a: {"status": v.status, "message": v.message, "latency_ms": v.latency_ms, "products": v.product_count}
         for a, v in verdicts.items()
     }
+    report.update(extra or {})
     try:
         async with engine.begin() as conn:
             await conn.execute(pg_insert(HealthCheck).values(status=report["status"], details=report))

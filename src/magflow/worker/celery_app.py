@@ -6,29 +6,21 @@ beat per deployment (see docs/worker.md).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from celery import Celery
+from celery.signals import setup_logging
 
 from magflow.config import Settings, get_settings
+from magflow.observability.logging import configure_logging
 from magflow.worker.schedule import build_beat_schedule
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_TIMEZONE = "Europe/Bucharest"
-# A full sync of a very large catalogue (100,000 offers is about 1,000 pages at 3 requests a second, plus
-# retries and eMAG's slow hours) stays well under four hours; a run that exceeds it is stopped and resumed.
-DEFAULT_TIME_LIMIT_SECONDS = 4 * 3600
-
-
-def _int_env(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     broker = settings.broker_url or DEFAULT_BROKER_URL
-    hard_limit = _int_env("MAGFLOW_TASK_TIME_LIMIT", DEFAULT_TIME_LIMIT_SECONDS)
+    hard_limit = settings.magflow_task_time_limit
     return {
         "broker_url": broker,
         "result_backend": settings.redis_url or broker,
@@ -51,10 +43,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_soft_time_limit": hard_limit - min(300, hard_limit // 10),
         "task_track_started": True,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        "timezone": os.environ.get("MAGFLOW_SCHEDULE_TIMEZONE", DEFAULT_TIMEZONE),
+        "timezone": settings.magflow_schedule_timezone,
         "enable_utc": True,
         "beat_schedule": build_beat_schedule(settings),
     }
+
+
+@setup_logging.connect  # type: ignore[untyped-decorator]
+def _logging(**_: Any) -> None:
+    """Our log file and redaction instead of Celery taking over the root logger."""
+    configure_logging(get_settings())
 
 
 def create_app(settings: Settings | None = None) -> Celery:

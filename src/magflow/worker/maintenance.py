@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from magflow.accounts import configured_accounts
 from magflow.config import Settings
 from magflow.db.engine import session_factory
 from magflow.models import FINISHED_STATUSES, EmagAccountState, EmagSyncLog, HealthCheck
+from magflow.observability.health import run_health_check
 from magflow.sync.runs import reap_dead_runs, utcnow
 
 log = logging.getLogger("magflow.worker")
@@ -68,48 +68,18 @@ async def _broker_reachable(url: str | None) -> dict[str, Any]:
         await client.aclose()
 
 
-def _age_seconds(moment: datetime | None, now: datetime) -> float | None:
-    return round((now - moment).total_seconds(), 1) if moment is not None else None
-
-
 async def health_check(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
-    """Check the database, the broker and each configured account; store and return the verdict.
-
-    Also marks runs whose process died (no lock, no heartbeat for MAGFLOW_STALE_RUN_SECONDS) interrupted,
-    so a run killed with its machine does not say "running" forever.
-    """
-    now = utcnow()
-    broker = await _broker_reachable(settings.broker_url)
-    details: dict[str, Any] = {"database": {"ok": True}, "broker": broker, "accounts": {}}
-    problems = [] if broker["ok"] else ["broker"]
-    async with session_factory(engine)() as session:
-        await session.execute(text("SELECT 1"))
-        reaped = await reap_dead_runs(engine, session, timedelta(seconds=settings.magflow_stale_run_seconds))
-        details["reaped_runs"] = [str(r) for r in reaped]
-        states = {s.account_type: s for s in (await session.scalars(select(EmagAccountState))).all()}
-        for account in configured_accounts(settings):
-            state = states.get(account)
-            connection = state.last_connection_status if state else None
-            last_success = state.last_successful_sync_at if state else None
-            details["accounts"][account] = {
-                "last_connection_status": connection,
-                "last_connection_message": state.last_connection_message if state else None,
-                "last_connection_checked_at": (
-                    state.last_connection_checked_at.isoformat() if state and state.last_connection_checked_at else None
-                ),
-                "last_successful_sync_at": last_success.isoformat() if last_success else None,
-                "last_successful_sync_age_seconds": _age_seconds(last_success, now),
-            }
-            if connection not in (None, "ok"):
-                problems.append(f"account {account}: {connection}")
-        latest = await session.scalar(
-            select(func.max(EmagSyncLog.completed_at)).where(EmagSyncLog.status == "completed")
-        )
-        details["last_successful_sync_age_seconds"] = _age_seconds(latest, now)
-        status = "healthy" if not problems else "degraded"
-        details["problems"] = problems
-        session.add(HealthCheck(checked_at=now, status=status, details=details))
-        await session.commit()
-    if problems:
-        log.warning("health check: %s (%s)", status, "; ".join(problems))
-    return {"status": status, **details}
+    """The periodic health check: mark runs whose process died interrupted (no lock, no heartbeat for
+    MAGFLOW_STALE_RUN_SECONDS), then check each account's connection and store the readiness verdict."""
+    reaped: list[str] = []
+    try:
+        async with session_factory(engine)() as session:
+            stale = timedelta(seconds=settings.magflow_stale_run_seconds)
+            reaped = [str(r) for r in await reap_dead_runs(engine, session, stale)]
+            await session.commit()
+    except Exception:  # the database is down: the verdict below says so
+        log.warning("health check could not reap dead runs", exc_info=True)
+    report = await run_health_check(engine, settings, extra={"reaped_runs": reaped})
+    if report["status"] != "ok":
+        log.warning("health check status=%s problems=%s", report["status"], "; ".join(report["problems"]))
+    return report

@@ -35,6 +35,7 @@ from magflow.api.schemas import (
 )
 from magflow.emag import EmagClient
 from magflow.models import EmagSyncLog
+from magflow.observability.health import store_connection_verdict
 from magflow.sync import SyncAlreadyRunningError, SyncRequestError
 from magflow.sync.locks import account_is_locked
 from magflow.sync.runs import reap_dead_runs, running_sync_for
@@ -272,6 +273,7 @@ async def test_connection(
             verdict = await client.check_connection()
     finally:
         await budget.aclose()
+    await store_connection_verdict(state.engine, verdict)  # readiness and alerts read the last verdict
     message = verdict.message
     for secret in (config.password, state.settings.password(account_type).get_secret_value()):
         if secret:
