@@ -75,7 +75,9 @@ async def test_a_random_error_rate_never_loses_a_page(
         pages = await scan(client, items_per_page=10)
     ids = [offer.id for page in pages for offer in page.offers]
     assert sorted(ids) == truth_ids(sandbox)
-    assert client.stats.retries == len(sandbox.state.faults.triggered) > 0
+    assert set(Counter(ids).values()) == {1}
+    # a prefetched page past the end may fail and be dropped unretried once the short page is seen
+    assert 0 < client.stats.retries <= len(sandbox.state.faults.triggered)
 
 
 async def test_a_corrupt_product_is_reported_rejected_and_its_page_neighbours_kept(

@@ -7,6 +7,7 @@ from typing import Literal
 
 Bucket = Literal["default", "orders"]
 DEFAULT_BASE_URL = "https://marketplace-api.emag.ro/api-3"
+MIN_LATENESS_TOLERANCE = 0.01  # below this, re-reserving cannot help: every wake-up is a little late
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +34,20 @@ class RateLimits:
     def interval(self, bucket: Bucket) -> float:
         """Seconds between two requests of one account so that both the per-second and the per-minute
         limit hold: evenly spaced requests never bunch up inside any window."""
-        if bucket == "orders":
-            per_second, per_minute = self.orders_per_second, self.orders_per_minute
-        else:
-            per_second, per_minute = self.per_second, self.per_minute
+        per_second, per_minute = self._limits(bucket)
         return max(1.0 / per_second, 60.0 / per_minute) / (1.0 - self.safety_margin)
+
+    def lateness_tolerance(self, bucket: Bucket) -> float:
+        """How late a request may leave after its slot before it risks sharing eMAG's one-second window
+        with the `per_second` requests reserved after it: the slack evenly spaced slots leave, with a
+        part kept back for the delay between waking up and the request reaching eMAG."""
+        per_second, _ = self._limits(bucket)
+        return max(MIN_LATENESS_TOLERANCE, (int(per_second) * self.interval(bucket) - 1.0) * 0.6)
+
+    def _limits(self, bucket: Bucket) -> tuple[float, int]:
+        if bucket == "orders":
+            return self.orders_per_second, self.orders_per_minute
+        return self.per_second, self.per_minute
 
 
 @dataclass(frozen=True, slots=True)

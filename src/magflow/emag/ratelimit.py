@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import threading
 import time
 import weakref
@@ -23,6 +24,8 @@ import redis.asyncio as aioredis
 from magflow.emag.config import Bucket, RateLimits
 
 MICROS = 1_000_000
+MAX_RESERVATIONS = 3
+log = logging.getLogger("magflow.emag")
 
 
 class RateBudget(abc.ABC):
@@ -44,10 +47,20 @@ class RateBudget(abc.ABC):
         `weight` > 1 leaves extra room after this request: the client asks for it when the request is
         likely to leave late (a new connection, a cold process), so the requests after it cannot bunch
         up with it inside one of eMAG's windows."""
-        wait = await self.reserve(account, bucket, weight)
-        if wait > 0:
-            await asyncio.sleep(wait)
-        return max(wait, 0.0)
+        waited = 0.0
+        tolerance = self.limits.lateness_tolerance(bucket) + (weight - 1.0) * self.limits.interval(bucket)
+        for _ in range(MAX_RESERVATIONS):
+            started = time.monotonic()
+            wait = max(0.0, await self.reserve(account, bucket, weight))
+            if wait > 0:
+                await asyncio.sleep(wait)
+            waited += wait
+            if time.monotonic() - (started + wait) <= tolerance:
+                break
+            # This process woke up too late (a busy CPU, a long GC pause): sending now could put this
+            # request in one window with the ones reserved after it. Give the slot up, take a new one.
+            log.debug("rate budget slot of account %s missed by more than %.0f ms", account, tolerance * 1000)
+        return waited
 
     async def aclose(self) -> None:
         return None
