@@ -50,6 +50,20 @@ def db_url() -> None:
     typer.echo(resolve_database_url())
 
 
+@db_app.command("psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def db_psql(ctx: typer.Context) -> None:
+    """Open psql on magflow's database; extra arguments go to psql (`magflow db psql -c "SELECT ..."`)."""
+    import os
+    import shutil
+
+    from magflow.db.embedded import embedded_psql
+    from magflow.db.engine import resolve_database_url
+
+    url = resolve_database_url()
+    binary = shutil.which("psql") or embedded_psql()
+    os.execv(binary, [binary, url, *ctx.args])
+
+
 @db_app.command("stop")
 def db_stop() -> None:
     """Stop the embedded PostgreSQL server."""

