@@ -4,12 +4,13 @@ corrupt offer is set aside without failing its page."""
 from __future__ import annotations
 
 import copy
+import pickle
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from magflow.emag import PayloadError, ProductOffer
+from magflow.emag import EmagIpNotWhitelistedError, EmagTransientError, PayloadError, ProductOffer
 from magflow.emag.payloads import parse_count, parse_product_page
 
 OFFER: dict[str, Any] = {
@@ -175,3 +176,19 @@ def test_an_offer_without_an_id_is_rejected() -> None:
 def test_counts_arrive_as_strings_or_ints(results: Any) -> None:
     count = parse_count(results, items_per_page=100)
     assert (count.items, count.pages, count.items_per_page) == (1234, 13, 100)
+
+
+def test_errors_survive_pickling_for_celery_and_multiprocessing() -> None:
+    errors = [
+        EmagIpNotWhitelistedError(account="fbe", ip="203.0.113.7", route="product_offer/read", page=2),
+        EmagTransientError(account="main", route="product_offer/read", page=7, reason="HTTP 502", attempts=6),
+    ]
+    for error in errors:
+        copy_ = pickle.loads(pickle.dumps(error))
+        assert type(copy_) is type(error)
+        assert (str(copy_), copy_.account, copy_.page, copy_.kind) == (
+            str(error),
+            error.account,
+            error.page,
+            error.kind,
+        )

@@ -7,7 +7,7 @@ and `redact` scrubs whatever eMAG might echo back.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 def _where(route: str, page: int | None) -> str:
@@ -31,6 +31,18 @@ class EmagError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(account={self.account!r}, page={self.page!r}, message={self.message!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only arguments, so default pickling (cls(*args)) would fail; Celery
+        # and multiprocessing pickle exceptions.
+        return (_restore, (type(self), self.message, self.__dict__.copy()))
+
+
+def _restore(cls: type[EmagError], message: str, state: dict[str, Any]) -> EmagError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class EmagAuthError(EmagError):
