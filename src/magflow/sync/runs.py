@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from magflow.models import EmagSyncLog, EmagSyncProgress
@@ -54,16 +54,15 @@ class PageCounts:
     conflicts: int = 0
 
 
-async def running_sync_for(session: AsyncSession, account: str) -> EmagSyncLog | None:
-    accounts = [account, "both"]
-    return (
-        await session.scalars(
-            select(EmagSyncLog)
-            .where(EmagSyncLog.status.in_(("running", "queued")), EmagSyncLog.account_type.in_(accounts))
-            .order_by(EmagSyncLog.started_at.desc())
-            .limit(1)
-        )
-    ).first()
+async def running_sync_for(session: AsyncSession, account: str, exclude: uuid.UUID | None = None) -> EmagSyncLog | None:
+    """The sync holding (or about to hold) this account: a running one first, else the oldest queued."""
+    query = select(EmagSyncLog).where(
+        EmagSyncLog.status.in_(("running", "queued")), EmagSyncLog.account_type.in_([account, "both"])
+    )
+    if exclude is not None:
+        query = query.where(EmagSyncLog.id != exclude)
+    running_first = case((EmagSyncLog.status == "running", 0), else_=1)
+    return (await session.scalars(query.order_by(running_first, EmagSyncLog.started_at).limit(1))).first()
 
 
 async def reap_dead_runs(engine: AsyncEngine, session: AsyncSession, stale_after: timedelta) -> list[uuid.UUID]:

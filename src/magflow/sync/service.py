@@ -222,7 +222,7 @@ class EmagProductSyncService:
                 return await self._locked_run(locks, plan, accounts, include_inactive, sync_id)
         except AccountBusy as busy:
             await self.db.rollback()
-            running = await running_sync_for(self.db, busy.account)
+            running = await running_sync_for(self.db, busy.account, exclude=sync_id)
             if sync_id is not None:
                 queued = await self.db.get(EmagSyncLog, sync_id)
                 if queued is not None and queued.status == "queued":
