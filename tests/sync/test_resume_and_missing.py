@@ -185,3 +185,28 @@ async def test_a_second_sync_for_a_busy_account_is_refused_naming_the_running_on
     assert "already running" in str(refused.value)
     sandbox.state.faults.clear()
     assert (await first)["status"] == "completed"
+
+
+async def test_a_catalogue_changing_during_a_full_scan_is_read_again_until_stable(
+    sandbox: Any, run_sync: Any, clean_engine: AsyncEngine
+) -> None:
+    await run_sync(account="main", mode="full")
+    sandbox.state.faults.set_latency(120)
+    sync = asyncio.create_task(run_sync(account="main", mode="full", items_per_page=50))
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        async with session_factory(clean_engine)() as session:
+            page = await session.scalar(
+                select(EmagSyncProgress.current_page).where(EmagSyncProgress.status == "running")
+            )
+        if page is not None and page >= 2:
+            break
+    added = sandbox.state.add_products("main", 30)
+    deleted = sandbox.state.delete_products("main", 5)
+    sandbox.state.faults.clear()
+    result = await sync
+    assert result["status"] == "completed", result["error_message"]
+    assert result["missing"] == len(set(deleted) - set(added))
+    await _assert_equals_truth(sandbox, clean_engine, "main")
+    rows = await stored(clean_engine, "main")
+    assert set(added) <= set(rows)

@@ -35,11 +35,17 @@ SYNC_META = (
 )
 _WRITTEN = ("account_type", "emag_id", *SYNC_OWNED, *SYNC_META)
 UPSERT_SQL = f"""
-INSERT INTO emag_products_v2 ({", ".join(_WRITTEN)})
-SELECT {", ".join(_WRITTEN)} FROM jsonb_populate_recordset(NULL::emag_products_v2, $1::jsonb)
-ON CONFLICT (account_type, emag_id) DO UPDATE SET
-    {", ".join(f"{c} = excluded.{c}" for c in (*SYNC_OWNED, *SYNC_META))}, updated_at = now()
-RETURNING emag_id, id, (xmax = 0)
+WITH written AS (
+    INSERT INTO emag_products_v2 ({", ".join(_WRITTEN)})
+    SELECT {", ".join(_WRITTEN)} FROM jsonb_populate_recordset(NULL::emag_products_v2, $1::jsonb)
+    ON CONFLICT (account_type, emag_id) DO UPDATE SET
+        {", ".join(f"{c} = excluded.{c}" for c in (*SYNC_OWNED, *SYNC_META))}, updated_at = now()
+    RETURNING id, account_type, emag_id, (xmax = 0) AS inserted
+), created AS (
+    INSERT INTO emag_product_changes (product_id, account_type, emag_id, change_type, source, sync_id, actor)
+    SELECT id, account_type, emag_id, 'created', 'emag', $2::uuid, 'sync' FROM written WHERE inserted
+)
+SELECT emag_id, id, inserted FROM written
 """
 SEEN_SQL = """
 INSERT INTO emag_sync_seen (scan_id, account_type, emag_id)
@@ -190,12 +196,8 @@ class PageWriter:
             to_write.append(full)
 
         written = await self._upsert(session, to_write)
-        for emag_id, (product_id, inserted) in written.items():
-            if inserted:
-                outcome.created += 1
-                audit.append(self._audit(product_id, emag_id, "created", None, None, None, "emag"))
-            else:
-                outcome.updated += 1
+        outcome.created = sum(written)  # their "created" audit rows are written by the upsert statement itself
+        outcome.updated = len(written) - outcome.created
         if conflicts:
             conflicts = await self._new_conflicts(session, conflicts)
             if conflicts:
@@ -248,14 +250,14 @@ class PageWriter:
         result = await session.execute(select(EmagProduct.id, *columns).where(EmagProduct.id.in_(ids)))
         return {r[0]: dict(zip(EMAG_FIELDS, r[1:], strict=True)) for r in result.all()}
 
-    async def _upsert(self, session: AsyncSession, rows: list[dict[str, Any]]) -> dict[int, tuple[uuid.UUID, bool]]:
+    async def _upsert(self, session: AsyncSession, rows: list[dict[str, Any]]) -> list[bool]:
         """One INSERT ... ON CONFLICT for the whole page. The page travels as one JSON parameter unpacked by
         jsonb_populate_recordset: a statement prepared once, instead of thousands of bound values compiled
         per page (which cost more than the database's work)."""
         conn = await session.connection()
-        result = await conn.exec_driver_sql(UPSERT_SQL, (canonical_json(rows).decode(),))
+        result = await conn.exec_driver_sql(UPSERT_SQL, (canonical_json(rows).decode(), self.sync_id))
         written: list[Any] = list(result.all())
-        return {r[0]: (r[1], bool(r[2])) for r in written}
+        return [bool(r[2]) for r in written]  # True: inserted, False: updated
 
     async def _new_conflicts(self, session: AsyncSession, conflicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Skip conflicts already open with the same eMAG value (a later sync must not pile up duplicates)."""
