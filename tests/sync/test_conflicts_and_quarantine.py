@@ -142,9 +142,7 @@ async def test_selective_sync_by_ids_and_skus(sandbox: Any, run_sync: Any, clean
     truth = sandbox.state.truth("main")
     wanted = [truth[3]["id"], truth[40]["id"]]
     sku = truth[7]["part_number"]
-    result = await run_sync(
-        account="main", mode="selective", filters=SelectiveFilters(ids=wanted, skus=[sku])
-    )
+    result = await run_sync(account="main", mode="selective", filters=SelectiveFilters(ids=wanted, skus=[sku]))
     assert result["status"] == "completed" and result["created"] == 3
     assert set(await stored(clean_engine, "main")) == {*wanted, truth[7]["id"]}
 

@@ -64,9 +64,7 @@ async def test_deleted_products_become_missing_only_after_a_complete_full_scan(
     assert all(rows[i].sync_status == "missing" and not rows[i].is_active for i in gone)
     async with session_factory(clean_engine)() as session:
         audited = (
-            await session.scalars(
-                select(EmagProductChange.emag_id).where(EmagProductChange.change_type == "missing")
-            )
+            await session.scalars(select(EmagProductChange.emag_id).where(EmagProductChange.change_type == "missing"))
         ).all()
     assert sorted(audited) == sorted(gone)
 
@@ -139,9 +137,7 @@ async def test_a_run_killed_with_sigkill_is_marked_interrupted_and_resumed_to_th
             await asyncio.sleep(0.1)
             async with session_factory(clean_engine)() as session:
                 pages = await session.scalar(
-                    select(func.min(EmagSyncProgress.current_page)).where(
-                        EmagSyncProgress.status == "running"
-                    )
+                    select(func.min(EmagSyncProgress.current_page)).where(EmagSyncProgress.status == "running")
                 )
             if pages is not None and pages >= 3:
                 break
