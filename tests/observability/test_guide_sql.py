@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .conftest import SyncRunner
 
 ROOT = Path(__file__).resolve().parents[2]
-GUIDE = Path(os.environ.get("MAGFLOW_GUIDE", "/work/shared/guide/emag-product-sync-guide.md"))
+GUIDE = Path(os.environ.get("MAGFLOW_GUIDE", ROOT.parent / "shared" / "guide" / "emag-product-sync-guide.md"))
 
 
 def monitoring_queries(markdown: str) -> dict[str, str]:

@@ -145,3 +145,17 @@ async def test_metrics_still_answer_when_the_database_is_down(serve: AppFactory,
     page = await serve(settings_for(tmp_path), CLOSED_PORT_URL).metrics()
     assert page.value("magflow_database_up") == 0
     assert not page.has("magflow_sync_runs_total")
+
+
+async def test_a_sync_through_the_client_moves_the_request_figures(
+    serve: AppFactory, sync_runner: SyncRunner, tmp_path: Path
+) -> None:
+    configure_metrics(None)
+    app = serve(settings_for(tmp_path))
+    read = {"account": "fbe", "route": "product_offer/read", "status": "200"}
+    before = (await app.metrics()).value("magflow_emag_request_duration_seconds_count", **read)
+    result = await sync_runner(account="fbe", mode="full")
+    assert result["status"] == "completed"
+    page = await app.metrics()
+    assert page.value("magflow_emag_request_duration_seconds_count", **read) >= before + 3  # 300 offers, 3 pages
+    assert page.value("magflow_emag_rate_budget_waits_total", account="fbe", bucket="default") >= 3

@@ -33,6 +33,7 @@ from magflow.emag.errors import (
 )
 from magflow.emag.payloads import PayloadError
 from magflow.emag.ratelimit import RateBudget
+from magflow.observability.metrics import record_budget_wait, record_emag_request, record_rate_limit_hit
 
 T = TypeVar("T")
 log = logging.getLogger("magflow.emag")
@@ -125,10 +126,11 @@ class Transport:
                 self._give_up(route, page, attempt, retry)
             self.stats.retries += 1
             log.warning(
-                "eMAG %s for account %s failed (%s); retry %d of %d in %.1fs",
-                _where(route, page), self.config.account, retry.reason, attempt, attempts - 1, delay,
+                "eMAG %s failed account=%s route=%s page=%s reason=%r; retry %d of %d in %.1fs",
+                _where(route, page), self.config.account, route, page, retry.reason, attempt, attempts - 1, delay,
             )  # fmt: skip
             if retry.rate_limited:
+                record_rate_limit_hit(self.config.account, bucket)
                 await self.budget.penalize(self.config.account, bucket, delay)  # slows every process down
             else:
                 await asyncio.sleep(delay)
@@ -137,7 +139,9 @@ class Transport:
         self, route: str, body: bytes, parse: Callable[[Any], T], bucket: Bucket, page: int | None,
         attempt: int, deadline: float,
     ) -> T | _Retry:  # fmt: skip
-        self.stats.rate_wait_seconds += await self.budget.acquire(self.config.account, bucket, self._weight())
+        waited = await self.budget.acquire(self.config.account, bucket, self._weight())
+        self.stats.rate_wait_seconds += waited
+        record_budget_wait(self.config.account, bucket, waited)
         remaining = max(0.1, deadline - time.monotonic())
         timeout = httpx.Timeout(
             min(self.config.timeout_seconds, remaining),
@@ -153,12 +157,15 @@ class Transport:
         try:
             response = await self._http.post(route, content=body, timeout=timeout)
         except httpx.TimeoutException as exc:
+            record_emag_request(self.config.account, route, "timeout", time.monotonic() - started)
             return self._logged_failure(
                 route, _Retry(f"no answer within {timeout.read:g}s ({type(exc).__name__})", True)
             )
         except httpx.TransportError as exc:
+            record_emag_request(self.config.account, route, "network", time.monotonic() - started)
             return self._logged_failure(route, _Retry(f"connection failed ({type(exc).__name__})", network=True))
         elapsed_ms = (time.monotonic() - started) * 1000
+        record_emag_request(self.config.account, route, response.status_code, elapsed_ms / 1000)
         if self.config.detailed_log:
             wire_log.info(
                 "eMAG response account=%s %s HTTP %d in %.0f ms %s",
