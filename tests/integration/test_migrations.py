@@ -38,28 +38,6 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database() -> None:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def test_guide_sql_queries_run_against_the_migrated_schema(database_url: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.fetch(
-            """SELECT sync_type, account_type, operation, status, started_at, duration_seconds,
-                      total_items, created_items, updated_items, failed_items
-               FROM emag_sync_logs WHERE sync_type = 'products' ORDER BY started_at DESC LIMIT 10"""
-        )
-        await conn.fetch(
-            """SELECT account_type, COUNT(*) as total,
-                      COUNT(*) FILTER (WHERE is_active = true) as active,
-                      COUNT(*) FILTER (WHERE sync_status = 'synced') as synced
-               FROM emag_products_v2 GROUP BY account_type"""
-        )
-        await conn.fetch(
-            "SELECT * FROM emag_sync_logs WHERE status = 'failed' AND sync_type = 'products' "
-            "ORDER BY started_at DESC"
-        )
-    finally:
-        await conn.close()
-
-
 async def test_the_models_and_the_migrations_describe_the_same_schema(database_url: str) -> None:
     import asyncio
 
