@@ -26,7 +26,7 @@ def monitoring_queries(markdown: str) -> dict[str, str]:
     return {title.strip(): sql.strip() for title, sql in zip(parts[::2], parts[1::2], strict=True)}
 
 
-QUERIES = monitoring_queries((ROOT / "docs" / "monitoring.md").read_text())
+QUERIES = monitoring_queries((ROOT / "README.md").read_text())
 
 
 def test_docs_carry_the_guides_queries_verbatim() -> None:

@@ -1,7 +1,7 @@
 """The Celery app, configured from the settings: broker and result backend from the Redis URL.
 
 `celery -A magflow.worker worker --beat --loglevel=info` runs a worker with the schedule; run exactly one
-beat per deployment (see docs/worker.md).
+beat per deployment (see the README, "Workers and schedules").
 """
 
 from __future__ import annotations
