@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(settings, console=False)
         from magflow import commands  # noqa: F401  (registers the sync, status, ... commands)
 
-        app(args=argv, prog_name="magflow", standalone_mode=False)
+        # standalone_mode=False: click hands back typer.Exit's code instead of raising it
+        code = app(args=argv, prog_name="magflow", standalone_mode=False)
+        if isinstance(code, int):
+            return code
     except SettingsError as exc:
         print(f"magflow: {exc}", file=sys.stderr)
         return 2

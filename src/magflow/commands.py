@@ -48,9 +48,20 @@ def sandbox_accounts(products: int, rate: float | None) -> Iterator[dict[str, Ac
 
 
 @contextlib.contextmanager
-def _accounts(sandbox: bool | None, products: int, rate: float | None) -> Iterator[dict[str, AccountConfig]]:
+def _accounts(
+    sandbox: bool | None, products: int, rate: float | None, implicit_sandbox: bool = True
+) -> Iterator[dict[str, AccountConfig]]:
     settings = get_settings()
-    use_sandbox = sandbox if sandbox is not None else not settings.any_credentials
+    use_sandbox = sandbox
+    if use_sandbox is None:
+        use_sandbox = not settings.any_credentials
+        if use_sandbox and (settings.database_url or not implicit_sandbox):
+            # Sandbox products must not slip into a real catalogue because credentials were forgotten.
+            raise AccountNotConfiguredError(
+                "no eMAG credentials are set (EMAG_MAIN_USERNAME/EMAG_MAIN_PASSWORD, EMAG_FBE_...): set them, "
+                "or pass --sandbox to sync from the built-in sandbox into "
+                + ("DATABASE_URL's database" if settings.database_url else "the database")
+            )
     rate = rate or None
     if use_sandbox:
         console.print(
@@ -219,7 +230,11 @@ def resume(
     if not todo:
         console.print("nothing to resume: every sync finished")
         return
-    with _accounts(sandbox, sandbox_products, sandbox_rate) as configs:
+    with contextlib.ExitStack() as stack:
+        try:
+            configs = stack.enter_context(_accounts(sandbox, sandbox_products, sandbox_rate, implicit_sandbox=False))
+        except AccountNotConfiguredError as exc:
+            raise _fail(str(exc), 2) from None
         for account, mode, checkpoint in todo:
             fp = checkpoint.get("fingerprint", {})
             console.print(f"resuming the {mode} sync of {account} from page {checkpoint.get('next_page')}")

@@ -41,6 +41,4 @@ def test_unknown_route_is_invalid_url(sandbox: Sandbox) -> None:
 def test_control_api_requires_its_token(sandbox: Sandbox) -> None:
     with httpx.Client(base_url=sandbox.control_url) as http:
         assert http.post("/main/mutate", json={"n": 1}).status_code == 401
-        assert (
-            http.post("/main/mutate", json={"n": 1}, headers={"X-Sandbox-Token": "nope"}).status_code == 401
-        )
+        assert http.post("/main/mutate", json={"n": 1}, headers={"X-Sandbox-Token": "nope"}).status_code == 401

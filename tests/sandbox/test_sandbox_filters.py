@@ -22,9 +22,7 @@ FILTERS = [
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), FILTERS)
-def test_filter_returns_exactly_the_matching_offers(
-    sandbox: Sandbox, key: str, value: int, expected: Any
-) -> None:
+def test_filter_returns_exactly_the_matching_offers(sandbox: Sandbox, key: str, value: int, expected: Any) -> None:
     wanted = [p for p in sandbox.state.truth("main") if expected(p)]
     assert wanted, "the seed has offers for this filter"
     with sandbox.client() as http:

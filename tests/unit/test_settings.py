@@ -35,9 +35,7 @@ def test_guide_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("DATABASE_URL", "mysql://u:pw@h/db", "DATABASE_URL must be a PostgreSQL URL"),
     ],
 )
-def test_bad_value_names_the_variable(
-    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
-) -> None:
+def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError) as info:
         load_settings(_env_file=None)

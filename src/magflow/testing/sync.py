@@ -45,8 +45,11 @@ async def run_sync(
         account: str = "both",
         strategy: str = "emag_priority",
         config: dict[str, Any] | None = None,
+        service: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
+        """Sync from the sandbox; `config` overrides AccountConfig fields, `service` passes
+        EmagProductSyncService options (transform, on_progress, ...), the rest goes to sync_all_products."""
         async with (
             session_factory(clean_engine)() as db,
             EmagProductSyncService(
@@ -56,6 +59,7 @@ async def run_sync(
                 account_configs=configs(**(config or {})),
                 budget=fast_budget,
                 triggered_by="test",
+                **(service or {}),
             ) as svc,
         ):
             return await svc.sync_all_products(**kwargs)
