@@ -206,3 +206,35 @@ async def test_a_catalogue_changing_during_a_full_scan_is_read_again_until_stabl
     await _assert_equals_truth(sandbox, clean_engine, "main")
     rows = await stored(clean_engine, "main")
     assert set(added) <= set(rows)
+
+
+async def test_dead_runs_are_marked_and_an_abandoned_queued_run_stops_blocking(clean_engine: AsyncEngine) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from magflow.sync.runs import reap_dead_runs, running_sync_for
+
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    dead = EmagSyncLog(
+        account_type="main",
+        operation="full_sync",
+        mode="full",
+        status="running",
+        started_at=long_ago,
+        heartbeat_at=long_ago,
+    )
+    abandoned = EmagSyncLog(
+        account_type="fbe", operation="full_sync", mode="full", status="queued", started_at=long_ago
+    )
+    fresh = EmagSyncLog(account_type="fbe", operation="incremental_sync", mode="incremental", status="queued")
+    async with session_factory(clean_engine)() as session:
+        session.add_all([dead, abandoned, fresh])
+        await session.commit()
+        reaped = await reap_dead_runs(clean_engine, session, timedelta(minutes=5))
+        await session.commit()
+        assert set(reaped) == {dead.id, abandoned.id}
+        await session.refresh(dead)
+        await session.refresh(abandoned)
+        assert dead.status == "interrupted" and "stopped" in (dead.error_message or "")
+        assert abandoned.status == "failed" and "no worker started this sync" in (abandoned.error_message or "")
+        assert (await running_sync_for(session, "fbe")) is not None  # the fresh queued one still counts
+        assert (await session.get(EmagSyncLog, fresh.id)).status == "queued"  # type: ignore[union-attr]

@@ -18,6 +18,7 @@ log = logging.getLogger("magflow.sync")
 
 MAX_STORED_ERRORS = 100
 RESUMABLE = ("interrupted", "failed", "partial")
+QUEUED_PATIENCE = 12
 
 
 def utcnow() -> datetime:
@@ -81,6 +82,24 @@ async def reap_dead_runs(engine: AsyncEngine, session: AsyncSession, stale_after
         if any([await account_is_locked(engine, a) for a in accounts]):
             continue
         await mark_interrupted(session, run.id, "the process running this sync stopped (no heartbeat)")
+        reaped.append(run.id)
+    # A queued run that nobody started for QUEUED_PATIENCE x stale_after never will be: its server died
+    # before starting it, or no Celery worker listens. Left queued, it would refuse every new sync.
+    abandoned = (
+        await session.scalars(
+            select(EmagSyncLog).where(
+                EmagSyncLog.status == "queued", EmagSyncLog.started_at < now - stale_after * QUEUED_PATIENCE
+            )
+        )
+    ).all()
+    for run in abandoned:
+        run.status = "failed"
+        run.completed_at = now
+        run.error_message = (
+            f"no worker started this sync within {stale_after * QUEUED_PATIENCE}: check that `magflow serve` "
+            "or a Celery worker (celery -A magflow.worker worker) is running, then ask for the sync again"
+        )
+        log.warning("sync abandoned sync_id=%s reason=never started", run.id)
         reaped.append(run.id)
     return reaped
 
