@@ -6,7 +6,6 @@ pydantic or for `jsonable()` when a caller wants JSON-native values.
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from magflow.models import (
     EmagSyncLog,
     EmagSyncProgress,
 )
+from magflow.text import fold
 
 ACTIVE_STATUSES = ("running", "queued")
 RECENT_SYNCS = 5
@@ -236,13 +236,6 @@ async def history(
         query = query.where(EmagSyncLog.status == status)
     runs = (await session.scalars(query.order_by(EmagSyncLog.started_at.desc()).limit(limit))).all()
     return [_sync_row(r) for r in runs]
-
-
-def fold(text: str) -> str:
-    """The same folding as `magflow.sync.mapping.fold` (which fills `search_text`), kept here so the read side
-    does not import the sync engine and its eMAG client; a test holds the two equal."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
 def _escape_like(term: str) -> str:

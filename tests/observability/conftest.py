@@ -15,14 +15,11 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from magflow.config import Settings, load_settings
-from magflow.db.engine import create_engine, session_factory
-from magflow.emag import AccountConfig, InProcessRateBudget, RateLimits
+from magflow.db.engine import create_engine
 from magflow.observability.metrics import configure_metrics, flush_metrics
 from magflow.observability.routes import router
-from magflow.sync import EmagProductSyncService
 
 CLOSED_PORT_URL = "postgresql://postgres@127.0.0.1:1/magflow"
 
@@ -132,7 +129,7 @@ SyncRunner = Callable[..., Awaitable[dict[str, Any]]]
 
 
 @pytest.fixture
-def sync_runner(clean_engine: AsyncEngine, sandbox: Any) -> SyncRunner:
+def sync_runner(run_sync: Callable[..., Awaitable[dict[str, Any]]]) -> SyncRunner:
     """run(account="both", mode="full", on_progress=None, passwords={}) syncs from the sandbox."""
 
     async def run(
@@ -141,30 +138,11 @@ def sync_runner(clean_engine: AsyncEngine, sandbox: Any) -> SyncRunner:
         on_progress: Any = None,
         passwords: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        configs = {
-            name: AccountConfig(
-                account=name,
-                username=user,
-                password=(passwords or {}).get(name, password),
-                base_url=sandbox.base_url,
-                timeout_seconds=5.0,
-                max_attempts=2,
-                deadline_seconds=30.0,
-            )
-            for name, (user, password) in sandbox.accounts.items()
-        }
-        budget = InProcessRateBudget(RateLimits(per_second=1000.0, per_minute=60000))
-        async with (
-            session_factory(clean_engine)() as db,
-            EmagProductSyncService(
-                db=db,
-                account_type=account,
-                account_configs=configs,
-                budget=budget,
-                triggered_by="test",
-                on_progress=on_progress,
-            ) as service,
-        ):
-            return await service.sync_all_products(mode=mode)
+        return await run_sync(
+            account=account,
+            mode=mode,
+            config={"max_attempts": 2, "deadline_seconds": 30.0, "passwords": passwords},
+            service={"on_progress": on_progress},
+        )
 
     return run

@@ -36,15 +36,7 @@ class SyncNotQueuedError(Exception):
 def selective_filters(params: dict[str, Any]) -> SelectiveFilters | None:
     if params.get("mode") != "selective":
         return None
-    return SelectiveFilters(
-        ids=[int(i) for i in params.get("ids") or []],
-        skus=[str(s) for s in params.get("skus") or []],
-        part_number_keys=[str(k) for k in params.get("part_number_keys") or []],
-        status=params.get("status"),
-        validation_status=params.get("validation_status"),
-        offer_validation_status=params.get("offer_validation_status"),
-        general_stock=params.get("general_stock"),
-    )
+    return SelectiveFilters.from_mapping(params)
 
 
 async def execute_queued_sync(

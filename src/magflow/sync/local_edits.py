@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from magflow.models import EmagProduct, EmagProductChange, EmagProductConflict
 from magflow.sync.mapping import EDITABLE_FIELDS, jsonable
 from magflow.sync.runs import utcnow
+from magflow.text import fold
 
 MONEY = {"sale_price", "recommended_price", "min_sale_price", "max_sale_price"}
 INTEGERS = {"vat_id", "warranty", "status", "general_stock", "category_id"}
@@ -126,8 +127,6 @@ async def apply_local_edit(
     if "status" in coerced:
         product.is_active = product.status == 1 and not product.is_missing
     if "name" in coerced:
-        from magflow.sync.mapping import fold
-
         product.search_text = fold(f"{product.sku or ''} {product.name or ''}")
     product.updated_at = utcnow()
     if audit:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
@@ -12,6 +11,7 @@ from typing import Any
 import orjson
 
 from magflow.emag import ProductOffer
+from magflow.text import fold
 
 # Columns whose values come from eMAG on every sync (what the content hash covers).
 EMAG_FIELDS: tuple[str, ...] = (
@@ -117,12 +117,6 @@ def content_hash(raw: Mapping[str, Any], computed: Mapping[str, Any]) -> str:
     if computed:
         digest.update(canonical_json(computed))
     return digest.hexdigest()
-
-
-def fold(text: str) -> str:
-    """Lower-case without diacritics: 'Școală' -> 'scoala', so searches ignore ă â î ș ț."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
 def _main_image(images: list[dict[str, Any]]) -> str | None:

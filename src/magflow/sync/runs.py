@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,17 +41,6 @@ class SyncAlreadyRunningError(Exception):
             f"a product sync for account {account} is already running: {detail}; "
             "wait for it to finish (see /status or `magflow status`) or cancel it"
         )
-
-
-@dataclass
-class PageCounts:
-    processed: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    missing: int = 0
-    conflicts: int = 0
 
 
 async def running_sync_for(session: AsyncSession, account: str, exclude: uuid.UUID | None = None) -> EmagSyncLog | None:

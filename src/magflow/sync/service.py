@@ -65,6 +65,19 @@ class SelectiveFilters:
     offer_validation_status: int | None = None
     general_stock: int | None = None
 
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> SelectiveFilters:
+        """From a request's or a task's plain JSON fields (ids, skus, part_number_keys, status, ...)."""
+        return cls(
+            ids=[int(i) for i in data.get("ids") or []],
+            skus=[str(s) for s in data.get("skus") or []],
+            part_number_keys=[str(k) for k in data.get("part_number_keys") or []],
+            status=data.get("status"),
+            validation_status=data.get("validation_status"),
+            offer_validation_status=data.get("offer_validation_status"),
+            general_stock=data.get("general_stock"),
+        )
+
     def filter_sets(self) -> list[dict[str, Any]]:
         scalars = {k: getattr(self, k) for k in SCALAR_FILTERS if getattr(self, k) is not None}
         sets: list[dict[str, Any]] = [{"id": i} for i in self.ids]

@@ -20,11 +20,16 @@ ConfigFactory = Callable[..., dict[str, AccountConfig]]
 
 @pytest.fixture
 def configs(sandbox: Any) -> ConfigFactory:
-    def make(**overrides: Any) -> dict[str, AccountConfig]:
+    def make(passwords: dict[str, str] | None = None, **overrides: Any) -> dict[str, AccountConfig]:
+        """Both sandbox accounts; `passwords` replaces some (to meet refused credentials)."""
         options = {"timeout_seconds": 5.0, "max_attempts": 4, "deadline_seconds": 60.0, **overrides}
         return {
             account: AccountConfig(
-                account=account, username=user, password=password, base_url=sandbox.base_url, **options
+                account=account,
+                username=user,
+                password=(passwords or {}).get(account, password),
+                base_url=sandbox.base_url,
+                **options,
             )
             for account, (user, password) in sandbox.accounts.items()
         }

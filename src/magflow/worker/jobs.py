@@ -49,17 +49,7 @@ class SyncParams:
         # Filters arrive nested under "filters"; the flat form (ids, skus, ... at the top) is accepted too.
         raw = params.get("filters")
         source: dict[str, Any] = raw if isinstance(raw, dict) else params
-        filters = None
-        if params.get("mode") == "selective":
-            filters = SelectiveFilters(
-                ids=[int(i) for i in source.get("ids") or []],
-                skus=[str(s) for s in source.get("skus") or []],
-                part_number_keys=[str(k) for k in source.get("part_number_keys") or []],
-                status=source.get("status"),
-                validation_status=source.get("validation_status"),
-                offer_validation_status=source.get("offer_validation_status"),
-                general_stock=source.get("general_stock"),
-            )
+        filters = SelectiveFilters.from_mapping(source) if params.get("mode") == "selective" else None
         max_pages = params.get("max_pages")
         return cls(
             account_type=str(params.get("account_type") or "both"),
