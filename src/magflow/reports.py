@@ -129,7 +129,9 @@ def _current(run: EmagSyncLog, progress: Sequence[EmagSyncProgress]) -> dict[str
     accounts = [_progress_row(p) for p in progress]
     total = sum(p.total_items for p in progress)
     processed = sum(p.current_item for p in progress)
-    etas = [p.estimated_completion_at for p in progress if p.status == "running" and p.estimated_completion_at]
+    # A finished account keeps its completion time as its ETA, so the run's ETA stays defined while the
+    # other account, or the end-of-scan verification, finishes.
+    etas = [p.estimated_completion_at for p in progress if p.estimated_completion_at]
     percentage = round(min(100.0, 100.0 * processed / total), 2) if total else 0.0
     return {
         "id": run.id,
