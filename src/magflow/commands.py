@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -17,7 +19,8 @@ from magflow.cli import app, run
 from magflow.config import get_settings
 from magflow.emag import AccountConfig
 
-console = Console()
+# Piped or logged output is not cut at 80 columns; a terminal gets its own width.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 from magflow.api.cli import serve, token_app  # noqa: E402  (after `app` exists; the API's commands)
 
@@ -89,7 +92,7 @@ async def _session() -> AsyncIterator[Any]:
 
 
 def _summary(result: dict[str, Any]) -> None:
-    table = Table(title=f"Sync {result['sync_id']} — {result['mode']} — {result['status']}")
+    table = Table(title=f"Sync {result['sync_id']} — {result['mode']} — {result['status']}", box=box.SIMPLE_HEAD)
     for column in ("account", "status", "processed", "created", "updated", "unchanged", "failed", "missing"):
         table.add_column(column, justify="right" if column not in ("account", "status") else "left")
     for account, numbers in result["accounts"].items():
@@ -331,7 +334,7 @@ def status() -> None:
 
 
 def _history_table(title: str, rows: list[dict[str, Any]]) -> None:
-    table = Table(title=title)
+    table = Table(title=title, box=box.SIMPLE_HEAD)
     for column in (
         "started",
         "id",
