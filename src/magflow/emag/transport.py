@@ -44,6 +44,7 @@ KEEPALIVE_SECONDS = 5.0
 # The first requests after start or an idle spell open new connections and run cold code paths, so
 # they can reach eMAG tens of milliseconds after their slot; each reserves this much more room.
 COLD_REQUESTS = 4
+OFFLOAD_BYTES = 64 * 1024
 COLD_WEIGHT = 1.5
 
 
@@ -172,6 +173,14 @@ class Transport:
                 self.config.account, route, response.status_code, elapsed_ms,
                 self.redact(response.content[:_LOGGED_BODY_LIMIT].decode("utf-8", "replace")),
             )  # fmt: skip
+        if len(response.content) < OFFLOAD_BYTES:
+            return self._parsed(route, page, response, parse)
+        # Decoding a page of 100 offers takes tens of milliseconds of CPU. In a worker thread the event loop
+        # keeps its timers: the other account's next request leaves on its slot instead of late (a late
+        # request gives its slot up, which cost about 2% of the budget).
+        return await asyncio.to_thread(self._parsed, route, page, response, parse)
+
+    def _parsed(self, route: str, page: int | None, response: httpx.Response, parse: Callable[[Any], T]) -> T | _Retry:
         results = self._results(route, page, response)
         if isinstance(results, _Retry):
             return results

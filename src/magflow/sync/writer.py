@@ -6,6 +6,7 @@ INSERT ... ON CONFLICT DO UPDATE; their audit rows in one INSERT; open conflicts
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,7 +128,9 @@ class PageWriter:
         scan_id: uuid.UUID | None = None,
     ) -> PageOutcome:
         outcome = PageOutcome()
-        rows = self._rows(offers, rejected, outcome)
+        # Mapping and hashing a page is CPU work; in a thread the event loop keeps serving timers (the rate
+        # budget's slots) and the other account's I/O meanwhile.
+        rows = await asyncio.to_thread(self._rows, offers, rejected, outcome)
         seen_ids = set(rows) | {r.offer_id for r in rejected if r.offer_id is not None}
         conn = await session.connection()
         if scan_id is not None and seen_ids:
@@ -255,7 +258,8 @@ class PageWriter:
         jsonb_populate_recordset: a statement prepared once, instead of thousands of bound values compiled
         per page (which cost more than the database's work)."""
         conn = await session.connection()
-        result = await conn.exec_driver_sql(UPSERT_SQL, (canonical_json(rows).decode(), self.sync_id))
+        document = await asyncio.to_thread(lambda: canonical_json(rows).decode())
+        result = await conn.exec_driver_sql(UPSERT_SQL, (document, self.sync_id))
         written: list[Any] = list(result.all())
         return [bool(r[2]) for r in written]  # True: inserted, False: updated
 
