@@ -9,19 +9,21 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from magflow.emag import EmagClient, EmagError, ProductPage
-from magflow.models import EmagProduct, EmagSyncLog, EmagSyncProgress, EmagSyncSeen
+from magflow.models import EmagProduct, EmagSyncProgress, EmagSyncSeen
 from magflow.sync.enums import SyncMode
-from magflow.sync.runs import MAX_STORED_ERRORS, find_resumable, utcnow
+from magflow.sync.plan import Plan
+from magflow.sync.progress import StatsDelta, advance, record_page
+from magflow.sync.results import AccountResult, brief
+from magflow.sync.runs import find_resumable, utcnow
 from magflow.sync.writer import PageOutcome, PageWriter, mark_missing, unseen_candidates
 
 log = logging.getLogger("magflow.sync")
@@ -32,59 +34,6 @@ PREFETCH = 2
 FETCH_AHEAD = 3
 
 ProgressCallback = Callable[[str, dict[str, Any]], Awaitable[None] | None]
-
-
-@dataclass
-class AccountResult:
-    account: str
-    status: str = "running"
-    total_items: int = 0
-    total_processed: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    missing: int = 0
-    conflicts: int = 0
-    pages: int = 0
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    error_message: str | None = None
-    resumed_from: uuid.UUID | None = None
-
-    def add(self, outcome: PageOutcome) -> None:
-        self.created += outcome.created
-        self.updated += outcome.updated
-        self.unchanged += outcome.unchanged
-        self.failed += outcome.failed
-        self.conflicts += outcome.conflicts
-        self.total_processed += outcome.processed
-        self.errors.extend(outcome.errors)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "total_items": self.total_items,
-            "total_processed": self.total_processed,
-            "created": self.created,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "failed": self.failed,
-            "missing": self.missing,
-            "conflicts": self.conflicts,
-            "pages": self.pages,
-            "errors": self.errors,
-            "error_message": self.error_message,
-            "resumed_from": str(self.resumed_from) if self.resumed_from else None,
-        }
-
-
-@dataclass
-class Plan:
-    mode: SyncMode
-    items_per_page: int
-    max_pages: int | None
-    filter_sets: list[dict[str, Any]]
-    fingerprint: dict[str, Any]
 
 
 @dataclass
@@ -116,10 +65,7 @@ class AccountRun:
         self.result = AccountResult(account=account)
         self._cancelled = False
         self._started = time.monotonic()
-        self._requests_seen = 0
-        self._waits_seen = 0.0
-        self._hits_seen = 0
-        self._retries_seen = 0
+        self._stats = StatsDelta()
 
     async def run(self) -> AccountResult:
         async with self.sessions() as session:
@@ -303,56 +249,8 @@ class AccountRun:
         page_no: int,
     ) -> None:
         now = utcnow()
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        progress.current_page = page_no
-        progress.current_item += outcome.processed
-        progress.created_items += outcome.created
-        progress.updated_items += outcome.updated
-        progress.unchanged_items += outcome.unchanged
-        progress.failed_items += outcome.failed
-        total = max(progress.total_items, progress.current_item)
-        progress.percentage = round(100.0 * progress.current_item / total, 2) if total else 100.0
-        rate = self.result.total_processed / elapsed
-        progress.items_per_second = round(rate, 2)
-        remaining = max(total - progress.current_item, 0)
-        progress.estimated_completion_at = now + timedelta(seconds=remaining / rate) if rate > 0 else None
-        progress.checkpoint = dict(checkpoint)
-        progress.heartbeat_at = now
-        progress.updated_at = now
-        stats = self.client.stats
-        requests, self._requests_seen = stats.requests - self._requests_seen, stats.requests
-        hits, self._hits_seen = stats.http_429 - self._hits_seen, stats.http_429
-        retries, self._retries_seen = stats.retries - self._retries_seen, stats.retries
-        waits, self._waits_seen = stats.rate_wait_seconds - self._waits_seen, stats.rate_wait_seconds
-        errors = outcome.errors[:20]
-        cancel = await session.scalar(
-            update(EmagSyncLog)
-            .where(EmagSyncLog.id == self.sync_id)
-            .values(
-                processed_items=EmagSyncLog.processed_items + outcome.processed,
-                created_items=EmagSyncLog.created_items + outcome.created,
-                updated_items=EmagSyncLog.updated_items + outcome.updated,
-                unchanged_items=EmagSyncLog.unchanged_items + outcome.unchanged,
-                failed_items=EmagSyncLog.failed_items + outcome.failed,
-                conflicts=EmagSyncLog.conflicts + outcome.conflicts,
-                pages_processed=EmagSyncLog.pages_processed + 1,
-                api_requests=EmagSyncLog.api_requests + requests,
-                api_retries=EmagSyncLog.api_retries + retries,
-                rate_limit_hits=EmagSyncLog.rate_limit_hits + hits,
-                rate_limit_wait_seconds=EmagSyncLog.rate_limit_wait_seconds + waits,
-                errors=case(
-                    (
-                        func.jsonb_array_length(EmagSyncLog.errors) < MAX_STORED_ERRORS,
-                        EmagSyncLog.errors.op("||")(bindparam("page_errors", errors, type_=JSONB)),
-                    ),
-                    else_=EmagSyncLog.errors,
-                )
-                if errors
-                else EmagSyncLog.errors,
-                heartbeat_at=now,
-            )
-            .returning(EmagSyncLog.cancel_requested)
-        )
+        advance(progress, outcome, page_no, checkpoint, self.result.total_processed, self._started, now)
+        cancel = await record_page(session, self.sync_id, outcome, self._stats.take(self.client.stats), now)
         await session.commit()
         log.debug(
             "page done sync_id=%s account=%s mode=%s page=%d processed=%d created=%d updated=%d unchanged=%d failed=%d",
@@ -497,21 +395,3 @@ class AccountRun:
 
     def _stopped_mid_scan(self) -> bool:
         return any("page" in e for e in self.result.errors)
-
-
-def brief(exc: BaseException) -> str:
-    """One line about an unexpected error: database errors carry whole SQL statements, which help nobody."""
-    cause = getattr(exc, "orig", None) or exc
-    first = (str(cause).strip().splitlines() or [""])[0]
-    return f"{type(cause).__name__}: {first[:300]}"
-
-
-def fingerprint(
-    mode: SyncMode, items_per_page: int, max_pages: int | None, filters: Mapping[str, Any]
-) -> dict[str, Any]:
-    return {
-        "mode": mode.value,
-        "items_per_page": items_per_page,
-        "max_pages": max_pages,
-        "filters": dict(filters),
-    }

@@ -9,7 +9,6 @@ import os
 import socket
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
@@ -24,9 +23,11 @@ from magflow.config import ACCOUNTS, Settings, get_settings
 from magflow.db.engine import session_factory
 from magflow.emag import AccountConfig, EmagClient, EmagError, RateBudget
 from magflow.models import EmagAccountState, EmagSyncLog
-from magflow.sync.account_run import AccountResult, AccountRun, Plan, ProgressCallback, brief, fingerprint
+from magflow.sync.account_run import AccountRun, ProgressCallback
 from magflow.sync.enums import ConflictResolutionStrategy, SyncMode
 from magflow.sync.locks import AccountBusy, AccountLocks
+from magflow.sync.plan import Plan, SelectiveFilters, SyncRequestError, build_plan, parse_enum
+from magflow.sync.results import AccountResult, brief
 from magflow.sync.runs import (
     SyncAlreadyRunningError,
     append_errors,
@@ -46,54 +47,6 @@ OPERATIONS = {
     SyncMode.INCREMENTAL: "incremental_sync",
     SyncMode.SELECTIVE: "selective_sync",
 }
-SCALAR_FILTERS = ("status", "validation_status", "offer_validation_status", "general_stock")
-
-
-class SyncRequestError(ValueError):
-    """The sync was asked for with parameters that cannot work; the message says which and why."""
-
-
-@dataclass
-class SelectiveFilters:
-    """What a selective sync reads: offer ids, SKUs (part_number), part_number_keys, and/or status filters."""
-
-    ids: list[int] = field(default_factory=list)
-    skus: list[str] = field(default_factory=list)
-    part_number_keys: list[str] = field(default_factory=list)
-    status: int | None = None
-    validation_status: int | None = None
-    offer_validation_status: int | None = None
-    general_stock: int | None = None
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> SelectiveFilters:
-        """From a request's or a task's plain JSON fields (ids, skus, part_number_keys, status, ...)."""
-        return cls(
-            ids=[int(i) for i in data.get("ids") or []],
-            skus=[str(s) for s in data.get("skus") or []],
-            part_number_keys=[str(k) for k in data.get("part_number_keys") or []],
-            status=data.get("status"),
-            validation_status=data.get("validation_status"),
-            offer_validation_status=data.get("offer_validation_status"),
-            general_stock=data.get("general_stock"),
-        )
-
-    def filter_sets(self) -> list[dict[str, Any]]:
-        scalars = {k: getattr(self, k) for k in SCALAR_FILTERS if getattr(self, k) is not None}
-        sets: list[dict[str, Any]] = [{"id": i} for i in self.ids]
-        sets += [{"part_number": s} for s in self.skus]
-        sets += [{"part_number_key": k} for k in self.part_number_keys]
-        if sets:
-            return [{**s, **scalars} for s in sets]
-        return [scalars] if scalars else []
-
-
-def _enum(kind: type[SyncMode] | type[ConflictResolutionStrategy], value: Any, name: str) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in kind)
-        raise SyncRequestError(f"{name} must be one of {allowed} (got {value!r})") from None
 
 
 class EmagProductSyncService:
@@ -122,7 +75,7 @@ class EmagProductSyncService:
             raise SyncRequestError(f"account_type must be main, fbe or both (got {account_type!r})")
         self.db = db
         self.account_type = account_type
-        self.conflict_strategy: ConflictResolutionStrategy = _enum(
+        self.conflict_strategy: ConflictResolutionStrategy = parse_enum(
             ConflictResolutionStrategy, conflict_strategy, "conflict_strategy"
         )
         self.settings = settings or get_settings()
@@ -180,41 +133,6 @@ class EmagProductSyncService:
             await self._budget.aclose()
             self._budget = None
 
-    def _plan(
-        self,
-        mode: SyncMode,
-        max_pages: int | None,
-        items_per_page: int,
-        include_inactive: bool,
-        filters: SelectiveFilters | None,
-    ) -> Plan:
-        if not 1 <= items_per_page <= 100:
-            raise SyncRequestError(f"items_per_page must be between 1 and 100 (got {items_per_page})")
-        if max_pages is not None and max_pages < 1:
-            raise SyncRequestError(f"max_pages must be at least 1, or omitted for all pages (got {max_pages})")
-        if mode is SyncMode.FULL:
-            sets: list[dict[str, Any]] = [{}]
-            max_pages = None  # a full sync reads every page, or it could not tell what is missing
-        elif mode is SyncMode.INCREMENTAL:
-            sets = [{} if include_inactive else {"status": 1}]
-        else:
-            sets = (filters or SelectiveFilters()).filter_sets()
-            if not sets:
-                raise SyncRequestError(
-                    "a selective sync needs at least one filter: ids, skus, part_number_keys, status, "
-                    "validation_status, offer_validation_status or general_stock"
-                )
-            targeted = filters is not None and (filters.ids or filters.skus or filters.part_number_keys)
-            if not targeted and not include_inactive and filters is not None and filters.status is None:
-                sets = [{**s, "status": 1} for s in sets]
-        return Plan(
-            mode=mode,
-            items_per_page=items_per_page,
-            max_pages=max_pages,
-            filter_sets=sets,
-            fingerprint=fingerprint(mode, items_per_page, max_pages, {"sets": sets}),
-        )
-
     async def sync_all_products(
         self,
         mode: SyncMode | str = SyncMode.INCREMENTAL,
@@ -227,8 +145,8 @@ class EmagProductSyncService:
         """Run one sync and return its numbers; `sync_id` adopts a run queued earlier (REST, workers)."""
         if not self.clients:
             raise RuntimeError("use `async with EmagProductSyncService(...) as svc:` before syncing")
-        sync_mode: SyncMode = _enum(SyncMode, mode, "mode")
-        plan = self._plan(sync_mode, max_pages, items_per_page, include_inactive, filters)
+        sync_mode: SyncMode = parse_enum(SyncMode, mode, "mode")
+        plan = build_plan(sync_mode, max_pages, items_per_page, include_inactive, filters)
         accounts = list(self.clients)
         try:
             async with AccountLocks(self.engine, accounts) as locks:
