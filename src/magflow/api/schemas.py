@@ -76,6 +76,15 @@ class ErrorBody(BaseModel):
     running_sync_id: str | None = Field(default=None, description="409 only: the sync that is running")
 
 
+# The errors every authenticated endpoint can answer, documented once for the OpenAPI schema.
+AUTHENTICATED_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing, unknown or revoked token"},
+    403: {"model": ErrorBody, "description": "The token's scope does not allow this call"},
+    422: {"model": ErrorBody, "description": "An invalid field (named in detail and fields)"},
+    503: {"model": ErrorBody, "description": "The database is unreachable"},
+}
+
+
 class SyncRequest(StrippedInput):
     """POST /sync. Every field is optional; the selective filters apply to mode `selective` only."""
 

@@ -12,6 +12,7 @@ from magflow.api.deps import Admin, Reader, Session, reject_unknown_query
 from magflow.api.errors import ApiError
 from magflow.api.routers.sync import PREFIX
 from magflow.api.schemas import (
+    AUTHENTICATED_ERRORS,
     AccountType,
     ConflictList,
     ConflictResolution,
@@ -27,12 +28,7 @@ router = APIRouter(
     prefix=PREFIX,
     dependencies=[Depends(reject_unknown_query)],
     tags=["products"],
-    responses={
-        401: {"model": ErrorBody, "description": "Missing, unknown or revoked token"},
-        403: {"model": ErrorBody, "description": "The token's scope does not allow this call"},
-        422: {"model": ErrorBody, "description": "An invalid field (named in detail and fields)"},
-        503: {"model": ErrorBody, "description": "The database is unreachable"},
-    },
+    responses=AUTHENTICATED_ERRORS,
 )
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such product or conflict"}}
 ConflictId = Annotated[int, Path(ge=1, le=2**53)]

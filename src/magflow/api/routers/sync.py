@@ -19,6 +19,7 @@ from magflow.api.background import SyncNotQueuedError, execute_queued_sync, fail
 from magflow.api.deps import AppState, Reader, Session, State, Syncer, reject_unknown_query
 from magflow.api.errors import ApiError
 from magflow.api.schemas import (
+    AUTHENTICATED_ERRORS,
     AccountOrBoth,
     AccountType,
     CancelResponse,
@@ -53,12 +54,7 @@ router = APIRouter(
     prefix=PREFIX,
     dependencies=[Depends(reject_unknown_query)],
     tags=["sync"],
-    responses={
-        401: {"model": ErrorBody, "description": "Missing, unknown or revoked token"},
-        403: {"model": ErrorBody, "description": "The token's scope does not allow this call"},
-        422: {"model": ErrorBody, "description": "An invalid field (named in detail and fields)"},
-        503: {"model": ErrorBody, "description": "The database is unreachable"},
-    },
+    responses=AUTHENTICATED_ERRORS,
 )
 
 _SYNC_BODY = {
