@@ -36,6 +36,7 @@ _KINDS = [
     ("Aspirator vertical fără fir", "W", [120, 250, 450]),
     ("Țesătură pentru perdele", "m", [2, 3, 5]),
     ("Șervețele umede pentru bebeluși", "buc", [56, 72, 80]),
+    ("Laptop ultraportabil", "inch", [13, 14, 15]),
 ]
 _COLOURS = ["negru", "alb", "roșu", "albastru", "verde", "gri", "bej", "roz", "galben", "maro"]
 _MATERIALS = [
