@@ -52,7 +52,6 @@ class Settings(BaseSettings):
 
     magflow_transform_hook: str | None = None
     magflow_stale_run_seconds: int = Field(default=300, ge=30, le=86400)
-    magflow_environment: Literal["development", "production"] = "development"
     magflow_task_time_limit: int = Field(default=4 * 3600, ge=600, le=48 * 3600)
     magflow_schedule_timezone: str = "Europe/Bucharest"
     magflow_api_allow_local_reads: bool = False
