@@ -53,3 +53,17 @@ def test_cli_stops_with_one_line_on_a_bad_value() -> None:
     assert lines == [
         "magflow: EMAG_SYNC_INTERVAL_MINUTES must be a whole number (got 'abc'); fix it in the environment or .env"
     ]
+
+
+def test_env_example_and_readme_document_every_setting() -> None:
+    from pathlib import Path
+
+    from magflow.config import Settings
+
+    root = Path(__file__).resolve().parents[2]
+    example = (root / ".env.example").read_text()
+    readme = (root / "README.md").read_text()
+    for name in Settings.model_fields:
+        variable = name.upper()
+        assert variable in example, f"{variable} is missing from .env.example"
+        assert variable in readme, f"{variable} is missing from the README's configuration table"
