@@ -183,7 +183,7 @@ class AccountRun:
     ) -> bool:
         """Read from the checkpoint's page on; True when the last page was reached (not max_pages)."""
         plan = self.plan
-        queue: asyncio.Queue[tuple[int, ProductPage, datetime] | _End | EmagError] = asyncio.Queue(PREFETCH)
+        queue: asyncio.Queue[tuple[int, ProductPage, datetime] | _End | Exception] = asyncio.Queue(PREFETCH)
         scan_id = uuid.UUID(checkpoint["scan_id"]) if plan.mode is SyncMode.FULL else None
 
         async def produce() -> None:
@@ -210,7 +210,9 @@ class AccountRun:
                     if page.raw_count < plan.items_per_page:
                         await queue.put(_End(reached_end=True))
                         return
-            except EmagError as exc:
+            except Exception as exc:
+                # Whatever stops the reads (eMAG, the rate budget's Redis, a parser bug) must reach the writer:
+                # left in this task it would leave the writer waiting on the queue for ever.
                 await queue.put(exc)
             finally:
                 for _, _, pending in inflight:
@@ -223,7 +225,7 @@ class AccountRun:
         try:
             while True:
                 item = await queue.get()
-                if isinstance(item, EmagError):
+                if isinstance(item, Exception):
                     raise item
                 if isinstance(item, _End):
                     return item.reached_end

@@ -80,16 +80,15 @@ class AccountLocks:
 
 
 async def account_is_locked(engine: AsyncEngine, account: str) -> bool:
-    """True when some live process holds the account's sync lock."""
+    """True when some live process holds the account's sync lock. Reads pg_locks: probing by taking the lock
+    for a moment would make a sync starting at that instant believe the account busy."""
     async with engine.connect() as conn:
-        got = await conn.scalar(
-            text("SELECT pg_try_advisory_lock(:ns, :key)"),
+        held = await conn.scalar(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid = :ns AND objid = :key AND objsubid = 2 "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+            ),
             {"ns": LOCK_NAMESPACE, "key": ACCOUNT_KEYS[account]},
         )
-        if got:
-            await conn.execute(
-                text("SELECT pg_advisory_unlock(:ns, :key)"),
-                {"ns": LOCK_NAMESPACE, "key": ACCOUNT_KEYS[account]},
-            )
-        await conn.commit()
-        return not got
+        return bool(held)

@@ -142,7 +142,7 @@ async def find_resumable(
             .where(
                 EmagSyncProgress.account_type == account,
                 EmagSyncProgress.mode == mode,
-                EmagSyncProgress.status.in_(RESUMABLE),
+                EmagSyncProgress.status.in_((*RESUMABLE, "cancelled")),
             )
             .order_by(EmagSyncProgress.updated_at.desc())
             .limit(5)

@@ -20,7 +20,7 @@ from magflow.emag import ProductOffer, RejectedOffer
 from magflow.models import EmagProduct, EmagProductConflict
 from magflow.sync.conflicts import resolve
 from magflow.sync.enums import ConflictResolutionStrategy
-from magflow.sync.mapping import EMAG_FIELDS, MappingError, canonical_json, jsonable, offer_to_row
+from magflow.sync.mapping import EMAG_FIELDS, canonical_json, jsonable, offer_to_row
 from magflow.sync.transforms import Transform, TransformContext
 
 SYNC_OWNED = (*EMAG_FIELDS, "raw_emag_data", "computed_fields", "content_hash", "search_text")
@@ -55,6 +55,7 @@ SELECT $1::uuid, $2::varchar, unnest($3::bigint[]) ON CONFLICT DO NOTHING
 EXISTING_SQL = """
 SELECT id, emag_id, content_hash, is_missing, local_edits FROM emag_products_v2
 WHERE account_type = $1::varchar AND emag_id = ANY($2::bigint[])
+ORDER BY emag_id FOR UPDATE
 """
 _AUDITED = (
     "product_id",
@@ -114,7 +115,7 @@ class PageWriter:
             try:
                 computed = dict(self.transform(offer, context)) if self.transform else {}
                 rows[offer.id] = offer_to_row(self.account, offer, computed)
-            except (MappingError, ValueError, TypeError, ArithmeticError) as exc:
+            except Exception as exc:  # a bad offer, or the operator's transformation hook failing on it
                 outcome.failed += 1
                 outcome.errors.append({"account": self.account, "emag_id": offer.id, "reason": str(exc)})
         return rows
@@ -131,7 +132,8 @@ class PageWriter:
         # Mapping and hashing a page is CPU work; in a thread the event loop keeps serving timers (the rate
         # budget's slots) and the other account's I/O meanwhile.
         rows = await asyncio.to_thread(self._rows, offers, rejected, outcome)
-        seen_ids = set(rows) | {r.offer_id for r in rejected if r.offer_id is not None}
+        # Every offer eMAG listed counts as seen, stored or quarantined: a quarantined offer still exists.
+        seen_ids = {o.id for o in offers} | {r.offer_id for r in rejected if r.offer_id is not None}
         conn = await session.connection()
         if scan_id is not None and seen_ids:
             await conn.exec_driver_sql(SEEN_SQL, (scan_id, self.account, list(seen_ids)))
@@ -273,8 +275,8 @@ class PageWriter:
                 )
             )
         ).all()
-        known = {(r[0], r[1], repr(r[2])) for r in open_rows}
-        return [c for c in conflicts if (c["product_id"], c["field"], repr(c["emag_value"])) not in known]
+        known = {(r[0], r[1], canonical_json(r[2])) for r in open_rows}
+        return [c for c in conflicts if (c["product_id"], c["field"], canonical_json(c["emag_value"])) not in known]
 
 
 async def mark_missing(
