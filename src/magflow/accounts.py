@@ -42,9 +42,14 @@ def configured_accounts(settings: Settings) -> dict[str, AccountConfig]:
     return {a: account_config(settings, a) for a in ACCOUNTS if settings.has_credentials(a)}
 
 
+_PROCESS_BUDGETS: dict[RateLimits, InProcessRateBudget] = {}
+
+
 def rate_budget(settings: Settings) -> RateBudget:
-    """The shared Redis budget when Redis is configured (every process draws from it), else in-process."""
+    """The shared Redis budget when Redis is configured (every process draws from it); otherwise this process's
+    one budget per limit set, so a sync, a connection check and an API call of one process never add up past
+    eMAG's limit (processes without Redis do not know of each other: run one, or configure REDIS_URL)."""
     limits = rate_limits(settings)
     if settings.redis_url:
         return RedisRateBudget(settings.redis_url, limits)
-    return InProcessRateBudget(limits)
+    return _PROCESS_BUDGETS.setdefault(limits, InProcessRateBudget(limits))

@@ -158,3 +158,39 @@ async def test_asking_whether_an_account_is_locked_never_takes_the_lock(clean_en
     async with AccountLocks(clean_engine, ["main"]):  # would raise AccountBusy if a probe held the lock
         pass
     await asyncio.gather(*probes)
+
+
+async def test_a_connection_check_during_a_sync_shares_the_accounts_budget(
+    make_sandbox: Any, clean_engine: Any
+) -> None:
+    from magflow.accounts import rate_budget
+    from magflow.config import load_settings
+    from magflow.emag import AccountConfig, EmagClient
+
+    box = make_sandbox(products=1200, rate_per_second=3.0, rate_per_minute=180)
+    settings = load_settings(_env_file=None, redis_url=None, emag_main_username="", emag_fbe_username="")
+    user, password = box.accounts["main"]
+    config = AccountConfig(account="main", username=user, password=password, base_url=box.base_url)
+    assert rate_budget(settings) is rate_budget(settings)  # one budget per process without Redis
+
+    async def sync() -> dict[str, Any]:
+        async with (
+            session_factory(clean_engine)() as db,
+            EmagProductSyncService(
+                db=db, account_type="main", account_configs={"main": config}, settings=settings, triggered_by="t"
+            ) as svc,
+        ):
+            return await svc.sync_all_products(mode="full")
+
+    async def checks() -> list[str]:
+        verdicts = []
+        for _ in range(3):
+            await asyncio.sleep(1.0)
+            async with EmagClient(config, budget=rate_budget(settings)) as client:
+                verdicts.append((await client.check_connection()).status)
+        return verdicts
+
+    result, verdicts = await asyncio.gather(sync(), checks())
+    assert result["status"] == "completed" and verdicts == ["ok", "ok", "ok"]
+    assert box.state.count_429("main") == 0
+    assert box.state.max_requests_in_any_second("main") <= 3

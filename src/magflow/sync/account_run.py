@@ -66,6 +66,7 @@ class AccountRun:
         self._cancelled = False
         self._started = time.monotonic()
         self._stats = StatsDelta()
+        self._scan_finished = False
 
     async def run(self) -> AccountResult:
         async with self.sessions() as session:
@@ -365,6 +366,7 @@ class AccountRun:
         return True
 
     def _partial(self, message: str) -> None:
+        self._scan_finished = True  # only the end-of-scan checks end a run partial this way
         log.warning("sync partial sync_id=%s account=%s reason=%s", self.sync_id, self.account, message)
         self.result.status = "partial"
         self.result.error_message = message
@@ -384,7 +386,9 @@ class AccountRun:
         progress.last_error = self.result.error_message
         progress.heartbeat_at = now
         progress.updated_at = now
-        resumable = status in ("failed", "cancelled") or (status == "partial" and self._stopped_mid_scan())
+        # Every committed page is checkpointed, so any run that stopped before the end of its scan can go on from
+        # there; a run whose scan finished (and then refused the sweep) has nothing left to resume.
+        resumable = status in ("failed", "cancelled", "partial") and not self._scan_finished
         progress.checkpoint = {
             **progress.checkpoint,
             "resumable": resumable and self.plan.mode is not SyncMode.SELECTIVE,
@@ -394,6 +398,3 @@ class AccountRun:
             progress.estimated_completion_at = now
         session.add(progress)
         await session.commit()
-
-    def _stopped_mid_scan(self) -> bool:
-        return any("page" in e for e in self.result.errors)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -37,16 +39,42 @@ def task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
     return decorator
 
 
+def _soft_limit_cancels(task: asyncio.Task[Any]) -> Callable[[], None]:
+    """Turn Celery's soft time limit (SIGUSR1 in a prefork child) into a cancellation of the job's task.
+
+    Billiard raises SoftTimeLimitExceeded at whatever line runs when the signal lands: inside the sync that can
+    be swallowed by a retry or read as an internal error. A cancellation reaches the sync at an await, where
+    it marks the run interrupted and resumable. Returns the function that puts billiard's handler back."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
+        return lambda: None  # solo/threads pools: keep Celery's own behaviour
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGUSR1)
+    loop.add_signal_handler(signal.SIGUSR1, task.cancel)
+
+    def restore() -> None:
+        loop.remove_signal_handler(signal.SIGUSR1)
+        signal.signal(signal.SIGUSR1, previous)
+
+    return restore
+
+
 def _run(job: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Run a job on a fresh event loop and close the engine's connections before the loop goes away."""
 
     async def main() -> T:
+        current = asyncio.current_task()
+        assert current is not None
+        restore = _soft_limit_cancels(current)
         try:
             return await job(get_engine())
         finally:
+            restore()
             await dispose_engine()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError as exc:  # only the soft time limit cancels the job's task
+        raise SoftTimeLimitExceeded() from exc
 
 
 def _error_countdown(retries: int) -> int:
