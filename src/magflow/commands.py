@@ -223,11 +223,18 @@ def resume(
     sandbox_rate: float = typer.Option(3.0),
 ) -> None:
     """Resume every interrupted or failed sync from its last checkpoint."""
+    from magflow.models import EmagSyncLog
     from magflow.sync.runs import resumable_runs
 
-    async def pending() -> list[tuple[str, str, dict[str, Any]]]:
+    async def pending() -> list[tuple[str, str, dict[str, Any], str]]:
+        """Each unfinished account run, with the conflict strategy its run was started with."""
         async with _session() as db:
-            return [(r.account_type, r.mode, dict(r.checkpoint)) for r in await resumable_runs(db)]
+            todo = []
+            for row in await resumable_runs(db):
+                origin = await db.get(EmagSyncLog, row.sync_id)
+                strategy = (origin.parameters or {}).get("conflict_strategy") if origin else None
+                todo.append((row.account_type, row.mode, dict(row.checkpoint), strategy or "emag_priority"))
+            return todo
 
     todo = run(pending())
     if not todo:
@@ -238,7 +245,7 @@ def resume(
             configs = stack.enter_context(_accounts(sandbox, sandbox_products, sandbox_rate, implicit_sandbox=False))
         except AccountNotConfiguredError as exc:
             raise _fail(str(exc), 2) from None
-        for account, mode, checkpoint in todo:
+        for account, mode, checkpoint, strategy in todo:
             fp = checkpoint.get("fingerprint", {})
             console.print(f"resuming the {mode} sync of {account} from page {checkpoint.get('next_page')}")
             result = run(
@@ -246,7 +253,7 @@ def resume(
                     configs,
                     account,
                     mode,
-                    "emag_priority",
+                    strategy,
                     fp.get("max_pages"),
                     fp.get("items_per_page", 100),
                     not any("status" in s for s in fp.get("filters", {}).get("sets", [])),

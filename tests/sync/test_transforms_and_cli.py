@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from magflow.db.engine import session_factory
+from magflow.models import EmagSyncLog
 from magflow.sync.transforms import TransformHookError, load_transform
 from magflow.testing.sync import stored
 
@@ -52,7 +55,7 @@ async def test_resume_status_and_history_commands(
     sandbox: Any, run_sync: Any, clean_engine: AsyncEngine, database_url: str, tmp_path: Path
 ) -> None:
     sandbox.state.faults.inject("500", count=50, page=3)
-    broken = await run_sync(account="main", mode="full", config={"max_attempts": 2})
+    broken = await run_sync(account="main", mode="full", strategy="manual", config={"max_attempts": 2})
     assert broken["status"] == "partial"
     sandbox.state.faults.clear()
 
@@ -72,6 +75,10 @@ async def test_resume_status_and_history_commands(
     assert "completed" in resumed.stdout
     truth = {p["id"] for p in sandbox.state.truth("main")}
     assert set(await stored(clean_engine, "main")) == truth
+    async with session_factory(clean_engine)() as session:
+        latest = (await session.scalars(select(EmagSyncLog).order_by(EmagSyncLog.started_at.desc()))).first()
+    assert latest is not None and latest.triggered_by == "cli:resume"
+    assert latest.parameters["conflict_strategy"] == "manual"  # the interrupted run's strategy, kept
 
     status = _magflow(["status"], database_url, tmp_path)
     assert status.returncode == 0 and "no product sync is running" in status.stdout
