@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -99,5 +100,33 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.ClickException):
             exc.show()
             return exc.exit_code
-        raise
+        problem = _database_problem(exc)
+        if problem is None:
+            raise
+        print(f"magflow: {problem}", file=sys.stderr)
+        return 3
     return 0
+
+
+def _database_problem(exc: BaseException) -> str | None:
+    """One line for a database magflow cannot reach, instead of a driver traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    from magflow.db.embedded import EmbeddedDatabaseError
+
+    if isinstance(exc, EmbeddedDatabaseError):
+        return str(exc)
+    if not isinstance(exc, ConnectionError | socket.gaierror | TimeoutError | DBAPIError):
+        return None
+    settings = get_settings()
+    reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+    if "relation" in reason and "does not exist" in reason:
+        return f"the database has no magflow schema yet ({reason}): run `magflow db upgrade`"
+    if settings.database_url:
+        from magflow.db.url import redact
+
+        return (
+            f"cannot use the database {redact(settings.database_url)} ({reason}): check DATABASE_URL and that "
+            "PostgreSQL runs there, or unset DATABASE_URL to use the embedded server"
+        )
+    return f"cannot use the embedded database ({reason}): see {settings.magflow_data_dir}/pgdata/log"

@@ -67,3 +67,14 @@ def test_env_example_and_readme_document_every_setting() -> None:
         variable = name.upper()
         assert variable in example, f"{variable} is missing from .env.example"
         assert variable in readme, f"{variable} is missing from the README's configuration table"
+
+
+def test_an_unreachable_database_is_one_line_that_says_what_to_check() -> None:
+    env = {"DATABASE_URL": "postgresql://magflow:s3cret@127.0.0.1:1/magflow", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "magflow", "status"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("magflow: cannot use the database postgresql://magflow:***@127.0.0.1:1/magflow")
+    assert "check DATABASE_URL" in proc.stderr and "s3cret" not in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
