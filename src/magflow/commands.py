@@ -79,11 +79,13 @@ def _accounts(
 
 
 @contextlib.asynccontextmanager
-async def _session() -> AsyncIterator[Any]:
+async def _session(migrate: bool = False) -> AsyncIterator[Any]:
+    """A session on magflow's database; `migrate` first brings the schema up to date (the commands that write)."""
     from magflow.db.engine import dispose_engine, get_db, resolve_database_url
     from magflow.db.migrate import upgrade
 
-    await upgrade(resolve_database_url())
+    if migrate:
+        await upgrade(resolve_database_url())
     try:
         async with get_db() as db:
             yield db
@@ -150,7 +152,7 @@ async def _sync(
             )
 
         async with (
-            _session() as db,
+            _session(migrate=True) as db,
             EmagProductSyncService(
                 db=db,
                 account_type=account,
