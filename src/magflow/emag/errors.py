@@ -167,3 +167,21 @@ class EmagApiError(EmagError):
             page=page,
         )
         self.messages = list(messages)
+
+
+class EmagRateBudgetError(EmagError):
+    """The shared rate budget's Redis failed or did not answer in time, so no request may be sent: sending
+    without the budget could exceed eMAG's limit for every process sharing the account.
+
+    `redis_url` is shown with its password replaced by `***`."""
+
+    kind = "rate_budget"
+
+    def __init__(self, *, account: str, redis_url: str, reason: str) -> None:
+        super().__init__(
+            f"Redis at {redis_url} {reason} (the shared rate budget of account {account}): check REDIS_URL and "
+            "that Redis is up, or unset REDIS_URL to use an in-process budget",
+            account=account,
+        )
+        self.redis_url = redis_url
+        self.reason = reason

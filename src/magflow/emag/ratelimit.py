@@ -5,7 +5,11 @@ previous one) and sleeps until it. Even spacing keeps every sliding window — e
 per-minute — under its limit, and a long scan uses (1 - safety_margin) of the budget.
 
 `RedisRateBudget` keeps the next free slot in Redis and reserves it with one Lua script timed by Redis's
-own clock, so the API server, every Celery worker and the CLI share one budget per account.
+own clock, so the API server, every Celery worker and the CLI share one budget per account. Every Redis call
+is bounded by `timeout_seconds`; when Redis fails or does not answer in time the budget raises
+`EmagRateBudgetError` and the request is not sent. It does not fall back to pacing in-process: the processes
+sharing the account would each spend the whole budget and exceed eMAG's limit, while a failed sync resumes
+from its checkpoint once Redis is back.
 """
 
 from __future__ import annotations
@@ -17,14 +21,19 @@ import threading
 import time
 import weakref
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from magflow.emag.config import Bucket, RateLimits
+from magflow.emag.errors import EmagRateBudgetError
 
 MICROS = 1_000_000
 MAX_RESERVATIONS = 3
+DEFAULT_REDIS_TIMEOUT_SECONDS = 2.0
 log = logging.getLogger("magflow.emag")
 
 
@@ -50,12 +59,16 @@ class RateBudget(abc.ABC):
         waited = 0.0
         tolerance = self.limits.lateness_tolerance(bucket) + (weight - 1.0) * self.limits.interval(bucket)
         for _ in range(MAX_RESERVATIONS):
-            started = time.monotonic()
             wait = max(0.0, await self.reserve(account, bucket, weight))
+            # Lateness counts from the moment the answer arrived, not from before the reserve call: the slot
+            # was granted during the round trip, and a Redis 30 ms away would otherwise make every request
+            # "late" and burn all its reservations (a third of the budget). What this process alone adds
+            # is oversleeping its slot, and that is what the tolerance guards.
+            slot = time.monotonic() + wait
             if wait > 0:
                 await asyncio.sleep(wait)
             waited += wait
-            if time.monotonic() - (started + wait) <= tolerance:
+            if time.monotonic() - slot <= tolerance:
                 break
             # This process woke up too late (a busy CPU, a long GC pause): sending now could put this
             # request in one window with the ones reserved after it. Give the slot up, take a new one.
@@ -65,7 +78,7 @@ class RateBudget(abc.ABC):
     async def aclose(self) -> None:
         return None
 
-    async def __aenter__(self) -> RateBudget:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -122,12 +135,23 @@ class RedisRateBudget(RateBudget):
     """One budget per account and bucket for every process of a deployment, kept in Redis.
 
     The Redis connection is opened lazily inside the running event loop (a Celery task that runs its
-    own loop gets its own connection)."""
+    own loop gets its own connection). Each reservation must complete within `timeout_seconds` (connect
+    included), or `EmagRateBudgetError` is raised."""
 
-    def __init__(self, redis_url: str, limits: RateLimits | None = None, key_prefix: str = "magflow") -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        limits: RateLimits | None = None,
+        key_prefix: str = "magflow",
+        *,
+        timeout_seconds: float = DEFAULT_REDIS_TIMEOUT_SECONDS,
+    ) -> None:
         super().__init__(limits or RateLimits())
+        if timeout_seconds <= 0:
+            raise ValueError("timeout_seconds must be positive")
         self.redis_url = redis_url
         self.key_prefix = key_prefix
+        self.timeout_seconds = timeout_seconds
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
             weakref.WeakKeyDictionary()
         )
@@ -140,7 +164,14 @@ class RedisRateBudget(RateBudget):
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.Redis.from_url(self.redis_url)
+            client = aioredis.Redis.from_url(
+                self.redis_url,
+                socket_timeout=self.timeout_seconds,
+                socket_connect_timeout=self.timeout_seconds,
+                # One immediate reconnect when Redis closed an idle connection; never a backoff, which would
+                # only spend the time the caller's slot is waiting on.
+                retry=Retry(NoBackoff(), 1),
+            )
             self._clients[loop] = client
             self._scripts[id(client)] = client.register_script(_RESERVE_LUA)
         return self._scripts[id(client)]
@@ -148,10 +179,24 @@ class RedisRateBudget(RateBudget):
     async def _call(self, account: str, bucket: Bucket, penalty: float, weight: float = 1.0) -> int:
         interval_us = round(self.limits.interval(bucket) * weight * MICROS)
         ttl_ms = 60_000 + interval_us // 1000
-        result = await self._script()(
-            keys=[self.key(account, bucket)], args=[interval_us, round(penalty * MICROS), ttl_ms]
-        )
+        try:
+            # The socket timeouts bound each step; this bounds the whole call (connect, a reconnect, loading
+            # the script), whatever the installed redis-py does about retries.
+            async with asyncio.timeout(self.timeout_seconds):
+                result = await self._script()(
+                    keys=[self.key(account, bucket)], args=[interval_us, round(penalty * MICROS), ttl_ms]
+                )
+        except (TimeoutError, aioredis.TimeoutError):
+            raise self._error(account, f"did not answer within {self.timeout_seconds:g}s") from None
+        except (aioredis.RedisError, OSError) as exc:
+            raise self._error(account, f"failed ({type(exc).__name__}: {exc})") from None
         return int(result)
+
+    def _error(self, account: str, reason: str) -> EmagRateBudgetError:
+        password = urlsplit(self.redis_url).password
+        for secret in {password, unquote(password)} if password else ():
+            reason = reason.replace(secret, "***")  # redis-py does not echo it; this keeps it so
+        return EmagRateBudgetError(account=account, redis_url=redacted_url(self.redis_url), reason=reason)
 
     async def reserve(self, account: str, bucket: Bucket, weight: float = 1.0) -> float:
         return await self._call(account, bucket, 0.0, weight) / MICROS
@@ -166,3 +211,12 @@ class RedisRateBudget(RateBudget):
         if client is not None:
             self._scripts.pop(id(client), None)
             await client.aclose()
+
+
+def redacted_url(url: str) -> str:
+    """`url` fit for an error message: the password becomes `***` and the query (which may carry one) is dropped."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at and parts.password is not None:
+        userinfo = f"{parts.username or ''}:***"
+    return urlunsplit((parts.scheme, f"{userinfo}{at}{host}", parts.path, "", ""))
