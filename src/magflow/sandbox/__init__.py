@@ -1,7 +1,13 @@
 """magflow's eMAG marketplace emulator: a real HTTP server speaking the eMAG API, quirks included."""
 
 from magflow.sandbox.faults import FAULT_KINDS, FaultInjector
+from magflow.sandbox.hostile import DEFAULT_HOSTILE_KINDS, HOSTILE_KINDS
+from magflow.sandbox.quirks import Quirks
+from magflow.sandbox.schedule import ScheduledAction
 from magflow.sandbox.server import SandboxServer, run_cli
 from magflow.sandbox.state import SANDBOX_ACCOUNTS, SandboxState
 
-__all__ = ["FAULT_KINDS", "SANDBOX_ACCOUNTS", "FaultInjector", "SandboxServer", "SandboxState", "run_cli"]
+__all__ = [
+    "DEFAULT_HOSTILE_KINDS", "FAULT_KINDS", "HOSTILE_KINDS", "SANDBOX_ACCOUNTS", "FaultInjector", "Quirks",
+    "SandboxServer", "SandboxState", "ScheduledAction", "run_cli",
+]  # fmt: skip

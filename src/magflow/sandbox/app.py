@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from magflow.sandbox import control
+from magflow.sandbox import control, hostile
 from magflow.sandbox.faults import Fault
 from magflow.sandbox.orders import OrderFilterError, order_predicate
 from magflow.sandbox.state import SANDBOX_ACCOUNTS, SandboxState
@@ -129,29 +129,11 @@ class SandboxApp:
     ) -> None:  # fmt: skip
         state = self.state
         if route == "product_offer/read":
-            page, per_page = _paging(filters)
-            fault = state.faults.take(page)
-            if fault is not None and await _raw_fault(fault, receive, send):
-                return
-            ids = state.select_products(account, _product_predicate(filters), _only_id(filters))
-            chunk = ids[(page - 1) * per_page : page * per_page]
-            parts = [state.product_bytes(account, i) for i in chunk]
-            if "id" in filters and len(chunk) == 1:
-                parts = [orjson.dumps(state.accounts[account].product(chunk[0]))]  # GPSR details, not flags
-            if fault is not None and fault.kind == "corrupt_product" and parts:
-                parts[len(parts) // 2] = _corrupt(parts[len(parts) // 2])
-            results = b"[" + b",".join(parts) + b"]"
-            if fault is not None and fault.kind == "ok_without_iserror":
-                await respond(send, 200, b'{"messages":[],"results":' + results + b"}", headers)
-                return
-            page_body = b'{"isError":false,"messages":[],"results":' + results + b"}"
-            if fault is not None and fault.kind == "malformed_json":
-                page_body = page_body[: max(1, len(page_body) // 2)]
-            await respond(send, 200, page_body, headers)
+            await self.read_products(account, filters, headers, receive, send)
         elif route == "product_offer/count":
             _, per_page = _paging(filters)
             total = len(state.select_products(account, _product_predicate(filters), _only_id(filters)))
-            await respond(send, 200, ok(_count(total, per_page)), headers)
+            await respond(send, 200, ok(_count(state.count_shown(total), per_page)), headers)
         elif route in ("order/read", "order/count"):
             page, per_page = _paging(filters)
             matches = order_predicate(filters, for_count=route == "order/count")
@@ -170,6 +152,41 @@ class SandboxApp:
             await respond(send, 200, ok(VAT_RATES), headers)
         else:
             await respond(send, 404, b'{"message":"Invalid URL"}', headers)
+
+    async def read_products(
+        self, account: str, filters: dict[str, Any], headers: list[tuple[bytes, bytes]], receive: Receive, send: Send
+    ) -> None:
+        state = self.state
+        page, per_page = _paging(filters)
+        fault = state.faults.take(page)
+        if fault is not None and await _raw_fault(fault, receive, send):
+            return
+        ids = state.select_products(account, _product_predicate(filters), _only_id(filters))
+        chunk = ids[(page - 1) * per_page : page * per_page]
+        if "id" in filters and len(chunk) == 1:
+            parts = [state.detail_bytes(account, chunk[0])]  # GPSR details, not flags
+        else:
+            parts = [state.product_bytes(account, i) for i in chunk]
+        page_body = _page_body(parts, fault)
+        state.page_served(account)  # may change the catalogue (after_reads): this page is already built
+        await respond(send, 200, page_body, headers)
+
+
+def _page_body(parts: list[bytes], fault: Fault | None) -> bytes:
+    """The page stitched from cached offer bytes, spoiled as the fault (if any) asks."""
+    if fault is None:
+        return b'{"isError":false,"messages":[],"results":[' + b",".join(parts) + b"]}"
+    if fault.kind == "corrupt_product" and parts:
+        parts[len(parts) // 2] = _corrupt(parts[len(parts) // 2])
+    results = b"[]" if fault.kind == "empty_page" else b"[" + b",".join(parts) + b"]"
+    if fault.kind == "no_results":
+        return b'{"isError":false,"messages":[]}'
+    if fault.kind == "ok_without_iserror":
+        return b'{"messages":[],"results":' + results + b"}"
+    page_body = b'{"isError":false,"messages":[],"results":' + results + b"}"
+    if fault.kind == "malformed_json":
+        page_body = page_body[: max(1, len(page_body) // 2)]
+    return page_body
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -245,10 +262,10 @@ def _only_id(filters: dict[str, Any]) -> int | None:
 
 
 def _corrupt(product_bytes: bytes) -> bytes:
-    product = orjson.loads(product_bytes)
+    product = hostile.loads(product_bytes)
     product["sale_price"] = "abc"
     product["stock"] = "n/a"
-    return orjson.dumps(product)
+    return hostile.dumps(product)
 
 
 async def _raw_fault(fault: Fault, receive: Receive, send: Send) -> bool:

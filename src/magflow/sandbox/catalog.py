@@ -38,7 +38,7 @@ _KINDS = [
     ("Șervețele umede pentru bebeluși", "buc", [56, 72, 80]),
     ("Laptop ultraportabil", "inch", [13, 14, 15]),
 ]
-_COLOURS = ["negru", "alb", "roșu", "albastru", "verde", "gri", "bej", "roz", "galben", "maro"]
+COLOURS = ["negru", "alb", "roșu", "albastru", "verde", "gri", "bej", "roz", "galben", "maro"]
 _MATERIALS = [
     "oțel inoxidabil",
     "ceramică",
@@ -140,7 +140,7 @@ def content(seed: int, index: int) -> Product:
     """The documentation part of a product (what a shared SKU has in common on both accounts)."""
     rng = Draw(seed, index)
     kind, unit, sizes = _KINDS[rng.randrange(len(_KINDS))]
-    colour = rng.choice(_COLOURS)
+    colour = rng.choice(COLOURS)
     material = rng.choice(_MATERIALS)
     brand = rng.choice(_BRANDS)
     size = rng.choice(sizes)

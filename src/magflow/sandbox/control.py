@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-import orjson
+from magflow.sandbox import hostile
+from magflow.sandbox.mutations import DEFAULT_FIELDS
 
 if TYPE_CHECKING:
     from magflow.sandbox.state import SandboxState
@@ -20,7 +22,7 @@ Handler = Callable[["SandboxState", str, dict[str, Any]], Any]
 
 
 def _mutate(s: SandboxState, a: str, b: dict[str, Any]) -> Any:
-    fields = b.get("fields", ("sale_price", "stock", "name", "status"))
+    fields = b.get("fields", DEFAULT_FIELDS)
     return {"ids": s.mutate(a, int(b.get("n", 1)), fields)}
 
 
@@ -56,6 +58,29 @@ def _reset(s: SandboxState, _: str, b: dict[str, Any]) -> Any:
     return {"seed": s.seed, "products_per_account": s.products_per_account}
 
 
+def _quirks(s: SandboxState, _: str, b: dict[str, Any]) -> Any:
+    return asdict(s.set_quirks(**b))
+
+
+def _set_field(s: SandboxState, a: str, b: dict[str, Any]) -> Any:
+    s.set_field(a, int(b["id"]), str(b["path"]), b["value"])
+    return {}
+
+
+def _remove_field(s: SandboxState, a: str, b: dict[str, Any]) -> Any:
+    s.remove_field(a, int(b["id"]), str(b["path"]))
+    return {}
+
+
+def _after_reads(s: SandboxState, a: str, b: dict[str, Any]) -> Any:
+    """Schedule one of this account's mutating routes, e.g. {"n": 3, "route": "delete", "body": {"n": 5}}."""
+    route, body = str(b["route"]), b.get("body", {})
+    if route not in _SCHEDULABLE or not isinstance(body, dict):
+        raise ValueError(f"route must be one of {sorted(_SCHEDULABLE)} and body an object")
+    s.after_reads(int(b["n"]), lambda: ACCOUNT_ROUTES[route](s, a, body), a)
+    return {"pending": s.reads.pending()}
+
+
 def _reset_counters(s: SandboxState, _: str, __: dict[str, Any]) -> Any:
     s.reset_counters()
     return {}
@@ -75,9 +100,15 @@ ACCOUNT_ROUTES: dict[str, Handler] = {
     "orders/modify": lambda s, a, b: {"ids": s.modify_orders(a, int(b.get("n", 1)))},
     "orders/truth": lambda s, a, b: s.orders_truth(a),
     "counters": _counters,
+    "set_field": _set_field,
+    "remove_field": _remove_field,
+    "hostile": lambda s, a, b: {str(i): kinds for i, kinds in s.hostile_offers(a).items()},
+    "after_reads": _after_reads,
 }
+_SCHEDULABLE = {"mutate", "add", "delete", "set_field", "remove_field", "orders/add", "orders/modify"}
 GLOBAL_ROUTES: dict[str, Handler] = {
     "reset": _reset,
+    "quirks": _quirks,
     "faults": _faults,
     "rate_limit": _rate_limit,
     "ip_whitelist": _ip,
@@ -93,7 +124,7 @@ async def handle(state: SandboxState, scope: dict[str, Any], body: bytes, send: 
         return
     route = scope["path"][len("/_sandbox") :].strip("/")
     try:
-        args = orjson.loads(body) if body.strip() else {}
+        args = hostile.loads(body) if body.strip() else {}  # stdlib json reads lone surrogates
         if not isinstance(args, dict):
             raise ValueError("the body must be a JSON object")
         if route in GLOBAL_ROUTES:
@@ -112,4 +143,4 @@ async def handle(state: SandboxState, scope: dict[str, Any], body: bytes, send: 
 
 async def _reply(send: Send, status: int, payload: Any) -> None:
     await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": orjson.dumps(payload)})
+    await send({"type": "http.response.body", "body": hostile.dumps(payload)})

@@ -1,4 +1,8 @@
-"""Fault injection for product_offer/read: scheduled faults, a random error rate, added latency."""
+"""Fault injection for product_offer/read: scheduled faults, a random error rate, added latency.
+
+Kinds that replace the answer: "500", "502_html", "504", "timeout", "reset". Kinds that spoil a page:
+"malformed_json", "corrupt_product", "ok_without_iserror", "empty_page" (`results: []` for a page that has
+offers) and "no_results" (no `results` key at all), the last two as eMAG sometimes answers mid-scan."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from dataclasses import dataclass
 
 FAULT_KINDS = frozenset(
     {"500", "502_html", "504", "timeout", "reset", "malformed_json", "corrupt_product", "ok_without_iserror"}
+    | {"empty_page", "no_results"}
 )
 DEFAULT_RANDOM_KINDS = ("500", "502_html", "504")
 

@@ -108,15 +108,21 @@ def run_cli(
     host: str = "127.0.0.1",
     rate_limit: bool = True,
     control_token: str = "sandbox-control",
+    hostile_rate: float = 0.0,
 ) -> None:
-    """Serve until interrupted (`magflow sandbox`). rate_limit=False switches eMAG's limits off."""
+    """Serve until interrupted (`magflow sandbox`). rate_limit=False switches eMAG's limits off;
+    hostile_rate > 0 spoils that fraction of offers with hostile values chosen by `seed`."""
     off = ("rate_per_second", "rate_per_minute", "order_rate_per_second", "order_rate_per_minute")
     limits: dict[str, Any] = {} if rate_limit else dict.fromkeys(off)
-    state = SandboxState(products_per_account=products, seed=seed, control_token=control_token, **limits)
+    state = SandboxState(
+        products_per_account=products, seed=seed, control_token=control_token, hostile_rate=hostile_rate, **limits
+    )
     print(f"eMAG sandbox on http://{host}:{port}/api-3  ({products} products per account, seed {seed})")
     for account, (user, password) in SANDBOX_ACCOUNTS.items():
         print(f"  {account.upper():4} username={user} password={password}")
     print(f"  control: http://{host}:{port}/_sandbox  header X-Sandbox-Token: {control_token}")
     print(f"  rate limits: {'eMAG (3/s, 180/min; orders 12/s, 720/min)' if rate_limit else 'off'}")
+    if hostile_rate:
+        print(f"  hostile values in {hostile_rate:.1%} of offers (seed {seed}); POST /_sandbox/{{account}}/hostile")
     config = uvicorn.Config(SandboxApp(state), host=host, port=port, log_level="info", lifespan="off")
     uvicorn.Server(config).run()

@@ -1,28 +1,33 @@
-"""The sandbox's mutable world: both accounts' catalogues and orders, limits, faults, IP whitelist."""
+"""The sandbox's mutable world: both accounts' catalogues and orders, limits, faults, IP whitelist, and the
+quirks that make it disagree with a client (hostile values, a lagging count, an unstable listing order)."""
 
 from __future__ import annotations
 
 import bisect
 import random
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
-from magflow.sandbox import catalog, orders
+from magflow.sandbox import catalog, hostile, mutations, orders, paths
 from magflow.sandbox.catalog import Product
 from magflow.sandbox.faults import FaultInjector
+from magflow.sandbox.hostile import DEFAULT_HOSTILE_KINDS, Hostility
+from magflow.sandbox.mutations import DEFAULT_FIELDS, MUTABLE_FIELDS
 from magflow.sandbox.orders import Order
+from magflow.sandbox.quirks import ListingOrder, Quirks
 from magflow.sandbox.ratelimit import Limit, RateLimiter
+from magflow.sandbox.schedule import ReadSchedule, ScheduledAction
 
 SANDBOX_ACCOUNTS: dict[str, tuple[str, str]] = {
     "main": ("sandbox-main", "sandbox-main-pass"),
     "fbe": ("sandbox-fbe", "sandbox-fbe-pass"),
 }
-MUTABLE_FIELDS = ("sale_price", "stock", "name", "status")
+__all__ = ["DEFAULT_FIELDS", "MUTABLE_FIELDS", "SANDBOX_ACCOUNTS", "Quirks", "SandboxState"]
 
 
 @dataclass
@@ -33,9 +38,10 @@ class AccountData:
     seed: int
     shared: int
     stride: int
-    ids: list[int] = field(default_factory=list)  # ascending; the read order
+    ids: list[int] = field(default_factory=list)  # the listing order: ascending unless listing_order="modified"
     products: dict[int, Product] = field(default_factory=dict)  # generated so far, with mutations applied
     list_bytes: dict[int, bytes] = field(default_factory=dict)  # cached list-read serialisation per id
+    healed: dict[int, tuple[Hostility, ...]] = field(default_factory=dict)  # hostile values left after edits
     next_index: int = 0
     orders: dict[int, Order] = field(default_factory=dict)
     next_order_index: int = 0
@@ -63,7 +69,15 @@ class SandboxState:
         control_token: str = "sandbox-control",
         shared_skus_fraction: float = 0.3,
         orders_per_account: int = 300,
+        hostile_rate: float = 0.0,
+        hostile_seed: int | None = None,
+        hostile_kinds: Iterable[str] = DEFAULT_HOSTILE_KINDS,
+        count_lag: int = 0,
+        listing_order: ListingOrder = "id",
     ) -> None:
+        quirks = Quirks(hostile_rate, hostile_seed, tuple(hostile_kinds), count_lag, listing_order).checked()
+        self.quirks = self._quirk_defaults = quirks
+        self.reads = ReadSchedule()
         self.control_token = control_token
         self.shared_skus_fraction = shared_skus_fraction
         self._defaults = (rate_per_second, rate_per_minute, order_rate_per_second, order_rate_per_minute)
@@ -84,7 +98,8 @@ class SandboxState:
         products_per_account: int | None = None,
         orders_per_account: int | None = None,
     ) -> None:
-        """A freshly generated world: catalogue, orders, limits as constructed, no faults, zero counters."""
+        """A freshly generated world: catalogue, orders, limits and quirks as constructed, no faults, no
+        scheduled actions, zero counters."""
         self.seed = self.seed if seed is None else seed
         self.products_per_account = products_per_account or self.products_per_account
         self.orders_per_account = orders_per_account or self.orders_per_account
@@ -92,6 +107,7 @@ class SandboxState:
         self.limiter.limits = {"default": Limit(per_s, per_m), "orders": Limit(order_s, order_m)}
         self.limiter.reset_counters()
         self.faults.clear()
+        self.reads.clear()
         self.ip_whitelisted, self.reported_ip, self.ip_error_status = True, "203.0.113.7", 200
         self._calls = 0
         self.orders_anchor = orders.now_local().replace(hour=0, minute=0, second=0) - timedelta(seconds=1)
@@ -105,69 +121,121 @@ class SandboxState:
             accounts[name] = data
             self._add_orders(name, data, self.orders_per_account, self.orders_anchor)
         with self._lock:
+            self.quirks = self._quirk_defaults
             self.accounts = accounts
 
     # ---- reads used by the HTTP app -------------------------------------------------------------------
 
     def product_bytes(self, account: str, product_id: int) -> bytes:
+        """The offer as a list read serialises it (cached until the offer changes)."""
         data = self.accounts[account]
         cached = data.list_bytes.get(product_id)
         if cached is None:
-            cached = orjson.dumps(catalog.list_form(data.product(product_id)))
-            data.list_bytes[product_id] = cached
+            with self._lock:  # so an edit or a quirk change cannot interleave and leave stale bytes cached
+                cached = self._serialise(data, product_id, catalog.list_form(data.product(product_id)))
+                data.list_bytes[product_id] = cached
         return cached
 
+    def detail_bytes(self, account: str, product_id: int) -> bytes:
+        """The offer as a read filtered by its id serialises it: GPSR details instead of flags."""
+        with self._lock:
+            data = self.accounts[account]
+            return self._serialise(data, product_id, data.product(product_id))
+
+    def _serialise(self, data: AccountData, product_id: int, shown: Product) -> bytes:
+        found = self._hostilities(data, product_id)
+        if found:
+            shown = hostile.apply(shown, found, self.hostile_seed, data.name, product_id)
+        return hostile.dumps(shown)  # orjson, unless a value is one orjson refuses (a lone surrogate)
+
     def select_products(self, account: str, predicate: Any, only_id: int | None = None) -> list[int]:
-        """Ids, ascending, of offers matching `predicate` (None = all); `only_id` narrows to one id."""
+        """Ids, in listing order, of offers matching `predicate` (None = all); `only_id` narrows to one id."""
         with self._lock:
             data = self.accounts[account]
             ids = data.ids
             if only_id is not None:
-                at = bisect.bisect_left(ids, only_id)
-                ids = ids[at : at + 1] if at < len(ids) and ids[at] == only_id else []
+                if self.quirks.listing_order == "id":
+                    at = bisect.bisect_left(ids, only_id)
+                    ids = ids[at : at + 1] if at < len(ids) and ids[at] == only_id else []
+                else:
+                    ids = [only_id] if only_id in ids else []
             if predicate is None:
                 return ids
             return [i for i in ids if predicate(data.product(i))]
 
+    def page_served(self, account: str) -> None:
+        """Called by the app after each product_offer/read answered with a page (runs after_reads actions)."""
+        self.reads.page_served(account)
+
+    def count_shown(self, total: int) -> int:
+        """What product_offer/count answers for `total` listed offers (count_lag applied)."""
+        return max(0, total - self.quirks.count_lag)
+
     # ---- truth and mutations ---------------------------------------------------------------------------
 
     def truth(self, account: str) -> list[dict[str, Any]]:
-        """Every current offer of the account exactly as a list read returns it, ordered by id."""
+        """Every current offer of the account exactly as a list read returns it, in listing order (by id
+        unless listing_order="modified"). Lone surrogates are read with stdlib json, as a client would."""
         with self._lock:
             ids = list(self.accounts[account].ids)
-            return [orjson.loads(self.product_bytes(account, i)) for i in ids]
+            return [hostile.loads(self.product_bytes(account, i)) for i in ids]
 
     def _rng(self, account: str, action: str) -> random.Random:
         self._calls += 1
         return random.Random(f"{self.seed}:{account}:{action}:{self._calls}")
 
-    def mutate(self, account: str, n: int, fields: Iterable[str] = MUTABLE_FIELDS) -> list[int]:
-        """Change `fields` of `n` random offers (deterministic from the seed and the call count)."""
+    def _sample(self, data: AccountData, rng: random.Random, n: int) -> list[int]:
+        # Sampled from the ids in id order, so the choice does not depend on the listing order.
+        ids = data.ids if self.quirks.listing_order == "id" else sorted(data.ids)
+        return sorted(rng.sample(ids, min(n, len(ids))))
+
+    def _changed(self, data: AccountData, product_id: int, keys: Iterable[tuple[paths.Token, ...]]) -> None:
+        """After an edit of `keys`: drop the hostile values it replaced, the cached bytes, and in
+        listing_order="modified" move the offer to the end of the listing."""
+        keys = tuple(keys)
+        found = self._hostilities(data, product_id)
+        left = tuple(h for h in found if not any(paths.overlaps(h.tokens, k) for k in keys))
+        if left != found:
+            data.healed[product_id] = left
+        data.list_bytes.pop(product_id, None)
+        if self.quirks.listing_order == "modified":
+            data.ids.remove(product_id)
+            data.ids.append(product_id)
+
+    def mutate(self, account: str, n: int, fields: Iterable[str] = DEFAULT_FIELDS) -> list[int]:
+        """Change `fields` of `n` random offers (deterministic from the seed and the call count); any of
+        MUTABLE_FIELDS. A hostile value in a changed field is replaced by the new value."""
         fields = tuple(fields)
-        unknown = set(fields) - set(MUTABLE_FIELDS)
-        if unknown:
-            raise ValueError(f"cannot mutate {sorted(unknown)}; choose from {MUTABLE_FIELDS}")
+        mutations.check_fields(fields)
         with self._lock:
             rng = self._rng(account, "mutate")
             data = self.accounts[account]
-            chosen = sorted(rng.sample(data.ids, min(n, len(data.ids))))
+            chosen = self._sample(data, rng, n)
+            keys = [(key,) for key in mutations.touched_keys(fields)]
             for product_id in chosen:
-                product = dict(data.product(product_id))
-                if "sale_price" in fields:
-                    product["sale_price"] = round(product["sale_price"] * rng.uniform(0.8, 1.2) + 0.0001, 4)
-                if "stock" in fields:
-                    product["stock"] = [
-                        {**s, "value": (s["value"] + rng.randint(1, 30)) % 65536} for s in product["stock"]
-                    ]
-                    product["general_stock"] = sum(s["value"] for s in product["stock"])
-                    product["estimated_stock"] = product["general_stock"]
-                if "name" in fields:
-                    product["name"] = f"{product['name'].split(' (v')[0]} (v{self._calls})"
-                if "status" in fields:
-                    product["status"] = {1: 0, 0: 1, 2: 1}[product["status"]]
-                data.products[product_id] = product
-                data.list_bytes.pop(product_id, None)
+                data.products[product_id] = mutations.change(data.product(product_id), fields, rng, self._calls)
+                self._changed(data, product_id, keys)
             return chosen
+
+    def set_field(self, account: str, offer_id: int, path: str, value: Any) -> None:
+        """Set the value at `path` ("sale_price", "offer_details.notes[0]", ...) of one offer, exactly as
+        given (NUL, lone surrogates and huge integers included); missing objects on the way are created.
+        The value replaces any hostile value there."""
+        tokens = paths.parse(path)
+        with self._lock:
+            data = self._existing(account, offer_id)
+            data.products[offer_id] = paths.put(data.product(offer_id), tokens, value)
+            self._changed(data, offer_id, [tokens])
+
+    def remove_field(self, account: str, offer_id: int, path: str) -> None:
+        """Remove the key (or list item) at `path` from one offer."""
+        self.set_field(account, offer_id, path, paths.MISSING)
+
+    def _existing(self, account: str, offer_id: int) -> AccountData:
+        data = self.accounts[account]
+        if offer_id not in data.ids:
+            raise ValueError(f"offer {offer_id} is not in the {account} catalogue")
+        return data
 
     def add_products(self, account: str, n: int) -> list[int]:
         """Append `n` new offers (new SKUs, ids above every id the account ever had)."""
@@ -176,7 +244,7 @@ class SandboxState:
             first = catalog.FIRST_OFFER_ID[account]
             added = list(range(first + data.next_index, first + data.next_index + n))
             data.next_index += n
-            data.ids.extend(added)  # new ids are above every existing one, so the list stays sorted
+            data.ids.extend(added)  # new ids are above every existing one: id order holds
             return added
 
     def delete_products(self, account: str, n: int) -> list[int]:
@@ -184,13 +252,79 @@ class SandboxState:
         with self._lock:
             rng = self._rng(account, "delete")
             data = self.accounts[account]
-            chosen = sorted(rng.sample(data.ids, min(n, len(data.ids))))
+            chosen = self._sample(data, rng, n)
             gone = set(chosen)
             for product_id in chosen:
                 data.products.pop(product_id, None)
                 data.list_bytes.pop(product_id, None)
+                data.healed.pop(product_id, None)
             data.ids = [i for i in data.ids if i not in gone]
             return chosen
+
+    def after_reads(self, n: int, action: Callable[[], object], account: str | None = None) -> ScheduledAction:
+        """Run `action` once `n` more product_offer/read requests (of `account`, or of either account)
+        have been answered with a page — after page n is built and before the next read is served, so a
+        test changes the catalogue at an exact point of a scan. Returns a handle: `.wait()` for the result.
+        Faults that replace the whole answer (500, timeout, reset...) do not count."""
+        if account is not None and account not in SANDBOX_ACCOUNTS:
+            raise ValueError(f"unknown account {account!r}; choose from {sorted(SANDBOX_ACCOUNTS)}")
+        return self.reads.add(n, action, account)
+
+    # ---- hostility and quirks --------------------------------------------------------------------------
+
+    @property
+    def hostile_seed(self) -> int:
+        return self.seed if self.quirks.hostile_seed is None else self.quirks.hostile_seed
+
+    def _hostilities(self, data: AccountData, product_id: int) -> tuple[Hostility, ...]:
+        healed = data.healed.get(product_id)
+        if healed is not None:
+            return healed
+        quirks = self.quirks
+        if not quirks.hostile_rate:
+            return ()
+        return hostile.pick(self.hostile_seed, data.name, product_id, quirks.hostile_rate, quirks.hostile_kinds)
+
+    def hostile_offers(self, account: str) -> dict[int, list[str]]:
+        """Offer id -> its hostile values as "kind:path" (e.g. "nul:description"), for the current
+        catalogue in listing order. Values set with set_field are not listed: the test knows them."""
+        with self._lock:
+            data = self.accounts[account]
+            found = ((i, self._hostilities(data, i)) for i in data.ids)
+            return {i: [h.label for h in hostilities] for i, hostilities in found if hostilities}
+
+    def set_quirks(self, **changes: Any) -> Quirks:
+        """Change quirks at runtime (any Quirks field); returns them all. A new hostile rate, seed or
+        kinds re-draws which offers are hostile."""
+        with self._lock:
+            kinds = changes.get("hostile_kinds")
+            if kinds is not None:
+                changes["hostile_kinds"] = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+            unknown = sorted(set(changes) - set(asdict(self.quirks)))
+            if unknown:
+                raise ValueError(f"unknown quirks {unknown}; choose from {sorted(asdict(self.quirks))}")
+            new = replace(self.quirks, **changes).checked()
+            if new.hostility != self.quirks.hostility:
+                for data in self.accounts.values():
+                    data.list_bytes.clear()
+                    data.healed.clear()
+            if new.listing_order == "id" and self.quirks.listing_order != "id":
+                for data in self.accounts.values():
+                    data.ids.sort()
+            self.quirks = new
+            return new
+
+    def set_hostile(self, rate: float, seed: int | None = None, kinds: Iterable[str] = DEFAULT_HOSTILE_KINDS) -> None:
+        """Make a fraction `rate` of offers hostile, chosen by `seed` (None: the catalogue's seed)."""
+        self.set_quirks(hostile_rate=rate, hostile_seed=seed, hostile_kinds=tuple(kinds))
+
+    def set_count_lag(self, k: int) -> None:
+        """product_offer/count answers k fewer offers than the listing has (negative k: more)."""
+        self.set_quirks(count_lag=k)
+
+    def set_listing_order(self, order: ListingOrder) -> None:
+        """Listing order "id" (stable, the default) or "modified" (changed and added offers move to the end)."""
+        self.set_quirks(listing_order=order)
 
     # ---- orders ----------------------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 - `sandbox_server` (session): one server, 300 products per account, seed 1, rate limiting off.
 - `sandbox` (function): that server reset to a fresh deterministic world before the test.
-- `make_sandbox` (function): factory for a dedicated server with its own settings, stopped after the test.
+- `make_sandbox` (function): factory for a dedicated server with its own settings, stopped after the test;
+  any SandboxState keyword works, quirks included: `make_sandbox(products=1000, hostile_rate=0.02,
+  hostile_seed=7, count_lag=3, listing_order="modified")`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class Sandbox:
         kwargs.setdefault("timeout", 10)
         return httpx.Client(base_url=self.base_url, auth=self.accounts[account], **kwargs)
 
+    def control(self) -> httpx.Client:
+        """A client for the control API (/_sandbox), token included; close it (use `with`)."""
+        headers = {"X-Sandbox-Token": self.state.control_token}
+        return httpx.Client(base_url=self.control_url, headers=headers, timeout=30)
+
 
 def read(http: httpx.Client, route: str = "product_offer/read", **data: Any) -> httpx.Response:
     """POST `{"data": data}` to an eMAG route, the documented request shape."""
@@ -76,14 +83,14 @@ def sandbox_server() -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def sandbox(sandbox_server: SandboxServer) -> Sandbox:
-    """The shared sandbox, reset: fresh catalogue and orders, no faults, zero counters, limits off."""
+    """The shared sandbox, reset: fresh catalogue and orders, no faults, no quirks, zero counters, limits off."""
     sandbox_server.state.reset(seed=SANDBOX_SEED, products_per_account=SANDBOX_PRODUCTS)
     return _handle(sandbox_server)
 
 
 @pytest.fixture
 def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
-    """make_sandbox(products=..., seed=..., rate_per_second=..., ...) starts a dedicated server.
+    """make_sandbox(products=..., seed=..., rate_per_second=..., hostile_rate=..., ...) starts a dedicated server.
 
     Rate limits default to off; pass any SandboxState keyword to change that or anything else."""
     servers: list[SandboxServer] = []
