@@ -51,5 +51,5 @@ def rate_budget(settings: Settings) -> RateBudget:
     eMAG's limit (processes without Redis do not know of each other: run one, or configure REDIS_URL)."""
     limits = rate_limits(settings)
     if settings.redis_url:
-        return RedisRateBudget(settings.redis_url, limits)
+        return RedisRateBudget(settings.redis_url, limits, timeout_seconds=settings.redis_timeout_seconds)
     return _PROCESS_BUDGETS.setdefault(limits, InProcessRateBudget(limits))

@@ -93,6 +93,15 @@ async def _session(migrate: bool = False) -> AsyncIterator[Any]:
         await dispose_engine()
 
 
+async def _settle_dead_runs(db: Any) -> None:
+    """A run whose process died (even by SIGKILL) is shown, and resumed, as interrupted at once: its account
+    lock went with its connection, so there is no heartbeat timeout to wait for."""
+    from magflow.sync.runs import settle_dead_runs
+
+    if await settle_dead_runs(db):
+        await db.commit()
+
+
 def _summary(result: dict[str, Any]) -> None:
     table = Table(title=f"Sync {result['sync_id']} — {result['mode']} — {result['status']}", box=box.SIMPLE_HEAD)
     for column in ("account", "status", "processed", "created", "updated", "unchanged", "failed", "missing"):
@@ -231,6 +240,7 @@ def resume(
     async def pending() -> list[tuple[str, str, dict[str, Any], str]]:
         """Each unfinished account run, with the conflict strategy its run was started with."""
         async with _session() as db:
+            await _settle_dead_runs(db)
             todo = []
             for row in await resumable_runs(db):
                 origin = await db.get(EmagSyncLog, row.sync_id)
@@ -273,11 +283,14 @@ def sandbox_command(
     seed: int = typer.Option(1),
     host: str = typer.Option("127.0.0.1"),
     rate_limit: bool = typer.Option(True, "--rate-limit/--no-rate-limit", help="eMAG's 3/s and 12/s limits"),
+    hostile_rate: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="fraction of offers with hostile values (NUL, lone surrogates...), by --seed"
+    ),
 ) -> None:
     """Run the built-in eMAG marketplace sandbox (an HTTP server speaking the eMAG API)."""
     from magflow.sandbox.server import run_cli
 
-    run_cli(port=port, products=products, seed=seed, host=host, rate_limit=rate_limit)
+    run_cli(port=port, products=products, seed=seed, host=host, rate_limit=rate_limit, hostile_rate=hostile_rate)
 
 
 @app.command("test-connection")
@@ -327,6 +340,7 @@ def status() -> None:
 
     async def read() -> dict[str, Any]:
         async with _session() as db:
+            await _settle_dead_runs(db)
             return await sync_status(db)
 
     report = run(read())
@@ -384,6 +398,7 @@ def history(
 
     async def read() -> list[dict[str, Any]]:
         async with _session() as db:
+            await _settle_dead_runs(db)
             return await read_history(db, limit=limit, account_type=account, status=status)
 
     _history_table("sync history", run(read()))

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     redis_url: str | None = None
+    redis_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     celery_broker_url: str | None = None
     magflow_data_dir: Path = Path.home() / ".magflow"
 
@@ -52,6 +53,7 @@ class Settings(BaseSettings):
 
     magflow_transform_hook: str | None = None
     magflow_stale_run_seconds: int = Field(default=300, ge=30, le=86400)
+    magflow_resume_max_age_hours: float = Field(default=24, gt=0, le=24 * 30)
     magflow_task_time_limit: int = Field(default=4 * 3600, ge=600, le=48 * 3600)
     magflow_schedule_timezone: str = "Europe/Bucharest"
     magflow_api_allow_local_reads: bool = False

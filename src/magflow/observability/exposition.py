@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from magflow.config import ACCOUNTS, Settings
 from magflow.models import FINISHED_STATUSES
 from magflow.observability import metrics as request_metrics
+from magflow.sync.locks import lock_held_sql
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,13 @@ FROM emag_sync_logs
 WHERE sync_type = 'products' AND status IN ({_FINISHED})
 GROUP BY account_type, mode, status
 """
-RUNNING_SQL = """
+# A row says running until someone marks it; a run whose process died (its account lock gone) is not counted.
+RUNNING_SQL = f"""
 SELECT account_type, mode, count(*) AS runs,
        max(extract(epoch FROM now() - coalesce(heartbeat_at, started_at))) AS heartbeat_age,
        max(extract(epoch FROM now() - started_at)) AS running_for
 FROM emag_sync_logs
-WHERE sync_type = 'products' AND status = 'running'
+WHERE sync_type = 'products' AND status = 'running' AND {lock_held_sql("account_type")}
 GROUP BY account_type, mode
 """
 PRODUCTS_SQL = """
@@ -68,10 +70,10 @@ SELECT account_type, sum(created_items) AS created, sum(updated_items) AS update
 FROM emag_sync_progress
 GROUP BY account_type
 """
-PROGRESS_SQL = """
+PROGRESS_SQL = f"""
 SELECT account_type, mode, percentage, current_item, total_items, current_page, total_pages, items_per_second
 FROM emag_sync_progress
-WHERE status = 'running'
+WHERE status = 'running' AND {lock_held_sql("account_type")}
 """
 ACCOUNTS_SQL = """
 SELECT account_type,
@@ -222,12 +224,14 @@ class SnapshotCollector(Collector):
 
     def _running(self, rows: list[Row]) -> Iterator[Metric]:
         running = GaugeMetricFamily(
-            "magflow_sync_running", "Product sync runs running now.", labels=["account", "mode"]
+            "magflow_sync_running",
+            "Product sync runs running now (a run whose process died or lost its account lock is not counted).",
+            labels=["account", "mode"],
         )
         heartbeat = GaugeMetricFamily(
             "magflow_sync_heartbeat_age_seconds",
             "Seconds since a running sync last reported it is alive (it beats every 10 s; a large value "
-            "means a stuck or dead run).",
+            "means a stuck run; a run whose process died is not counted as running at all).",
             labels=["account", "mode"],
         )
         running_for = GaugeMetricFamily(

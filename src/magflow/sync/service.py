@@ -25,12 +25,13 @@ from magflow.emag import AccountConfig, EmagClient, EmagError, RateBudget
 from magflow.models import EmagAccountState, EmagSyncLog
 from magflow.sync.account_run import AccountRun, ProgressCallback
 from magflow.sync.enums import ConflictResolutionStrategy, SyncMode
-from magflow.sync.locks import AccountBusy, AccountLocks
+from magflow.sync.locks import AccountBusy, AccountLocks, LockLostError
 from magflow.sync.plan import Plan, SelectiveFilters, SyncRequestError, build_plan, parse_enum
 from magflow.sync.results import AccountResult, brief
 from magflow.sync.runs import (
     SyncAlreadyRunningError,
     append_errors,
+    clean_abandoned_seen,
     interrupt_orphans,
     mark_interrupted,
     running_sync_for,
@@ -173,6 +174,8 @@ class EmagProductSyncService:
     ) -> dict[str, Any]:
         db = self.db
         await interrupt_orphans(db, accounts)
+        if plan.mode is SyncMode.FULL:
+            await clean_abandoned_seen(db)
         run = await db.get(EmagSyncLog, sync_id) if sync_id is not None else None
         parameters = {
             "max_pages": plan.max_pages,
@@ -185,13 +188,14 @@ class EmagProductSyncService:
         if run is None:
             run = EmagSyncLog(
                 id=sync_id or uuid.uuid4(),
-                account_type=self.account_type if not self.skipped else accounts[0],
                 operation=OPERATIONS[plan.mode],
                 mode=plan.mode.value,
                 parameters=parameters,
                 triggered_by=self.triggered_by,
             )
             db.add(run)
+        # The row names exactly the accounts whose locks we hold: readers judge it alive by those locks.
+        run.account_type = self.account_type if not self.skipped else accounts[0]
         run.status = "running"
         run.started_at = utcnow()
         run.heartbeat_at = run.started_at
@@ -203,7 +207,7 @@ class EmagProductSyncService:
         heartbeat = asyncio.create_task(self._heartbeat(locks, sync_id))
         try:
             results = await asyncio.gather(
-                *(self._account_run(a, sync_id, plan).run() for a in accounts), return_exceptions=True
+                *(self._account_run(a, sync_id, plan, locks).run() for a in accounts), return_exceptions=True
             )
         except asyncio.CancelledError:
             # The task running us was cancelled (shutdown, a time limit): say so now rather than leave the run
@@ -225,7 +229,7 @@ class EmagProductSyncService:
                 per_account[account] = failed
             else:
                 per_account[account] = outcome
-        return await self._finish(run, plan, per_account)
+        return await self._finish(run, plan, per_account, locks)
 
     async def _mark_cancelled_run(self, sync_id: uuid.UUID) -> None:
         with contextlib.suppress(Exception):
@@ -233,7 +237,7 @@ class EmagProductSyncService:
                 await mark_interrupted(session, sync_id, "the sync was stopped before it finished (task cancelled)")
                 await session.commit()
 
-    def _account_run(self, account: str, sync_id: uuid.UUID, plan: Plan) -> AccountRun:
+    def _account_run(self, account: str, sync_id: uuid.UUID, plan: Plan, locks: AccountLocks) -> AccountRun:
         writer = PageWriter(account=account, sync_id=sync_id, strategy=self.conflict_strategy, transform=self.transform)
         return _TransformingRun(
             account=account,
@@ -244,32 +248,42 @@ class EmagProductSyncService:
             plan=plan,
             guard_ratio=self.sweep_guard_ratio,
             on_progress=self.on_progress,
+            lock_guard=locks.guard,
         )
 
     async def _heartbeat(self, locks: AccountLocks, sync_id: uuid.UUID) -> None:
+        """Keep the lock connection alive and the run's heartbeat fresh. When the lock connection is lost, say
+        so at once: the run is marked interrupted and its account runs stop at their next page (the guard)."""
         sessions = session_factory(self.engine)
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            with contextlib.suppress(Exception):
+            try:
                 await locks.ping()
+            except LockLostError as lost:
+                try:
+                    async with sessions() as session:
+                        await mark_interrupted(session, sync_id, str(lost))
+                        await session.commit()
+                except Exception:
+                    log.exception("sync lock lost but the run could not be marked interrupted sync_id=%s", sync_id)
+                return
+            try:
                 async with sessions() as session:
                     await session.execute(
                         update(EmagSyncLog).where(EmagSyncLog.id == sync_id).values(heartbeat_at=utcnow())
                     )
                     await session.commit()
+            except Exception as exc:
+                log.warning("sync heartbeat not recorded sync_id=%s error=%s", sync_id, brief(exc))
 
-    async def _finish(self, run: EmagSyncLog, plan: Plan, per_account: dict[str, AccountResult]) -> dict[str, Any]:
+    async def _finish(
+        self, run: EmagSyncLog, plan: Plan, per_account: dict[str, AccountResult], locks: AccountLocks
+    ) -> dict[str, Any]:
         db = self.db
-        await db.refresh(run)
-        statuses = {r.status for r in per_account.values()}
-        if statuses == {"completed"}:
-            status = "completed"
-        elif "cancelled" in statuses:
-            status = "cancelled"
-        elif statuses == {"failed"}:
-            status = "failed"
-        else:
-            status = "partial"
+        # Row-locked, so a reader marking the run interrupted either did so already (we see it) or waits for us.
+        await db.refresh(run, with_for_update=True)
+        interrupted = await self._interruption(run, locks)
+        status = "interrupted" if interrupted else _run_status(per_account)
         now = utcnow()
         run.status = status
         run.completed_at = now
@@ -278,8 +292,12 @@ class EmagProductSyncService:
         run.missing_items = sum(r.missing for r in per_account.values())
         run.pages_total = sum(r.pages for r in per_account.values())
         messages = [f"{a}: {r.error_message}" for a, r in per_account.items() if r.error_message]
+        if interrupted and not any(interrupted in m for m in messages):
+            messages.append(interrupted)
         run.error_message = "; ".join(messages) or None
         append_errors(run, [e for r in per_account.values() for e in r.errors if "page" in e or "kind" in e])
+        if interrupted and interrupted == locks.lost:
+            append_errors(run, [{"reason": interrupted}])
         resumed = [r.resumed_from for r in per_account.values() if r.resumed_from]
         if resumed:
             run.resumed_from = resumed[0]
@@ -348,23 +366,71 @@ class EmagProductSyncService:
             "accounts": {a: r.as_dict() for a, r in per_account.items()},
         }
 
+    async def _interruption(self, run: EmagSyncLog, locks: AccountLocks) -> str | None:
+        """Why the run ends interrupted whatever its accounts say, or None while it still owns its accounts.
+
+        Someone may have marked it interrupted meanwhile (a reader that found its lock gone, the heartbeat), or
+        its lock may be gone now: another sync may be running, so `completed` would be a lie either way."""
+        if run.status != "running":
+            return run.error_message or "this sync was marked interrupted while it ran"
+        try:
+            await locks.guard(self.db)
+        except LockLostError as lost:
+            return str(lost)
+        return None
+
+
+def _run_status(per_account: dict[str, AccountResult]) -> str:
+    statuses = {r.status for r in per_account.values()}
+    if statuses == {"completed"}:
+        return "completed"
+    if "interrupted" in statuses:
+        return "interrupted"
+    if "cancelled" in statuses:
+        return "cancelled"
+    if statuses == {"failed"}:
+        return "failed"
+    return "partial"
+
 
 class _TransformingRun(AccountRun):
-    """Loads the account's VAT rates once when a transformation hook is configured."""
+    """Loads the account's VAT rates once when a transformation hook is configured.
+
+    Without them the hook would compute rates-less values and the writer would store those over every changed
+    product's computed fields, so an unreadable `vat/read` fails the account before any page is written."""
 
     async def run(self) -> AccountResult:
         if self.writer.transform is not None:
-            rates: dict[int, Decimal] = {}
-            with contextlib.suppress(EmagError):
-                for row in await self.client.read_vat():
-                    vat_id = row.get("vat_id", row.get("id"))
-                    rate = row.get("vat_rate", row.get("rate"))
-                    try:
-                        rates[int(str(vat_id))] = Decimal(str(rate))
-                    except (TypeError, ValueError, InvalidOperation):
-                        continue
-            self.writer.transform_context = TransformContext(account=self.account, vat_rates=rates)
+            try:
+                rows = await self.client.read_vat()
+            except EmagError as exc:
+                return self._vat_unavailable(exc)
+            self.writer.transform_context = TransformContext(account=self.account, vat_rates=_vat_rates(rows))
         return await super().run()
+
+    def _vat_unavailable(self, exc: EmagError) -> AccountResult:
+        message = (
+            f"eMAG's VAT rates could not be read (vat/read: {exc}), and the transformation hook needs them, so "
+            f"nothing of account {self.account} was written and the stored computed fields are kept; run the "
+            "sync again once vat/read answers, or unset MAGFLOW_TRANSFORM_HOOK to sync without computed fields"
+        )
+        log.error("sync error sync_id=%s account=%s kind=%s error=%s", self.sync_id, self.account, exc.kind, message)
+        self.result.status = "failed"
+        self.result.error_message = message
+        self.result.errors.append({"account": self.account, "reason": message, "kind": exc.kind})
+        return self.result
+
+
+def _vat_rates(rows: list[dict[str, Any]]) -> dict[int, Decimal]:
+    rates: dict[int, Decimal] = {}
+    for row in rows:
+        vat_id = row.get("vat_id", row.get("id"))
+        rate = row.get("vat_rate", row.get("rate"))
+        try:
+            rates[int(str(vat_id))] = Decimal(str(rate))
+        except (TypeError, ValueError, InvalidOperation):
+            continue
+    return rates
 
 
 async def request_cancel(session: AsyncSession, sync_id: uuid.UUID) -> bool:

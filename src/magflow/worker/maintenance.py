@@ -14,7 +14,7 @@ from magflow.config import Settings
 from magflow.db.engine import session_factory
 from magflow.models import FINISHED_STATUSES, EmagAccountState, EmagSyncLog, HealthCheck
 from magflow.observability.health import run_health_check
-from magflow.sync.runs import reap_dead_runs, utcnow
+from magflow.sync.runs import clean_abandoned_seen, reap_dead_runs, utcnow
 
 log = logging.getLogger("magflow.worker")
 
@@ -22,7 +22,8 @@ BROKER_PING_TIMEOUT_SECONDS = 5.0
 
 
 async def cleanup_sync_logs(engine: AsyncEngine, retention_days: int) -> dict[str, Any]:
-    """Delete finished sync runs (and their progress rows) and health checks older than `retention_days`.
+    """Delete finished sync runs (and their progress rows) and health checks older than `retention_days`, and
+    the seen-sets of abandoned full scans (older than a day, named by no running or resumable checkpoint).
 
     Runs still in progress and the run each account's last complete full scan points at are kept.
     """
@@ -43,14 +44,21 @@ async def cleanup_sync_logs(engine: AsyncEngine, retention_days: int) -> dict[st
             delete(HealthCheck).where(HealthCheck.checked_at < cutoff).returning(HealthCheck.id)
         )
         deleted_checks = len(checks.all())
+        deleted_seen = await clean_abandoned_seen(session)
         await session.commit()
     log.info(
-        "cleanup removed %d sync logs and %d health checks older than %d days",
+        "cleanup removed %d sync logs and %d health checks older than %d days, %d seen rows of abandoned scans",
         deleted_runs,
         deleted_checks,
         retention_days,
+        deleted_seen,
     )
-    return {"deleted_sync_logs": deleted_runs, "deleted_health_checks": deleted_checks, "cutoff": cutoff.isoformat()}
+    return {
+        "deleted_sync_logs": deleted_runs,
+        "deleted_health_checks": deleted_checks,
+        "deleted_seen_rows": deleted_seen,
+        "cutoff": cutoff.isoformat(),
+    }
 
 
 async def _broker_reachable(url: str | None) -> dict[str, Any]:
@@ -69,8 +77,8 @@ async def _broker_reachable(url: str | None) -> dict[str, Any]:
 
 
 async def health_check(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
-    """The periodic health check: mark runs whose process died interrupted (no lock, no heartbeat for
-    MAGFLOW_STALE_RUN_SECONDS), then check each account's connection and store the readiness verdict."""
+    """The periodic health check: mark runs whose process died interrupted (their account lock is gone) and
+    queued runs nobody started failed, then check each account's connection and store the readiness verdict."""
     reaped: list[str] = []
     try:
         async with session_factory(engine)() as session:

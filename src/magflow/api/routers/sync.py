@@ -48,6 +48,8 @@ MESSAGES = {
     "partial": "Product synchronization finished with errors; see data.errors, then run it again to retry",
     "failed": "Product synchronization failed; see data.error_message",
     "cancelled": "Product synchronization was cancelled; the same sync run again resumes from its checkpoint",
+    "interrupted": "Product synchronization was interrupted (see data.error_message); the same sync run again "
+    "resumes from its checkpoint",
 }
 
 router = APIRouter(
@@ -182,7 +184,8 @@ async def trigger_sync(request: Request, principal: Syncer, state: State, sessio
     summary="One sync with its per-account progress",
     responses={404: {"model": ErrorBody, "description": "No such sync"}},
 )
-async def get_sync(sync_id: uuid.UUID, principal: Reader, session: Session) -> Any:
+async def get_sync(sync_id: uuid.UUID, principal: Reader, state: State, session: Session) -> Any:
+    await _settle_dead_runs(state, session)
     row = await reports.sync_run(session, sync_id)
     if row is None:
         raise _sync_id_not_found(sync_id)
@@ -227,25 +230,34 @@ async def cancel_sync(sync_id: uuid.UUID, principal: Syncer, session: Session) -
 
 @router.get("/status", response_model=StatusResponse, summary="Get current synchronization status")
 async def get_status(principal: Reader, state: State, session: Session) -> Any:
-    stale = timedelta(seconds=state.settings.magflow_stale_run_seconds)
-    if await reap_dead_runs(state.engine, session, stale):
-        await session.commit()
+    await _settle_dead_runs(state, session)
     return await reports.sync_status(session)
 
 
+async def _settle_dead_runs(state: AppState, session: AsyncSession) -> None:
+    """Before any read of runs: a run whose process died, or lost its account lock, is interrupted at once (its
+    lock is gone, no heartbeat timeout to wait for), and a queued run nobody started for long is failed."""
+    stale = timedelta(seconds=state.settings.magflow_stale_run_seconds)
+    if await reap_dead_runs(state.engine, session, stale):
+        await session.commit()
+
+
 @router.get("/statistics", response_model=StatisticsResponse, summary="Get synchronization statistics")
-async def get_statistics(principal: Reader, session: Session) -> Any:
+async def get_statistics(principal: Reader, state: State, session: Session) -> Any:
+    await _settle_dead_runs(state, session)
     return await reports.statistics(session)
 
 
 @router.get("/history", response_model=HistoryResponse, summary="Get synchronization history")
 async def get_history(
     principal: Reader,
+    state: State,
     session: Session,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     account_type: AccountOrBoth | None = None,
     status: RunStatus | None = None,
 ) -> Any:
+    await _settle_dead_runs(state, session)
     items = await reports.history(session, limit, account_type, status)
     return {"items": items, "count": len(items)}
 
