@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from magflow.models import (
@@ -44,9 +44,20 @@ PRODUCT_SUMMARY_FIELDS = (
     "validation_status",
     "offer_validation_status",
     "sync_status",
+    "sync_issue",
     "is_missing",
     "last_synced_at",
     "updated_at",
+)
+# The last page read that listed each product (unchanged products are not rewritten, so the row's own
+# last_seen_at is the last *change*; emag_page_reads knows every read).
+LAST_READ_SQL = text(
+    """
+    SELECT e.account_type, e.emag_id,
+           (SELECT max(r.read_at) FROM emag_page_reads r
+            WHERE r.account_type = e.account_type AND r.emag_ids @> ARRAY[e.emag_id]) AS read_at
+    FROM unnest(CAST(:accounts AS varchar[]), CAST(:ids AS bigint[])) AS e(account_type, emag_id)
+    """
 )
 # Internal bookkeeping that a reader never needs (search_text is a derived index column).
 PRODUCT_HIDDEN_FIELDS = frozenset({"search_text", "content_hash"})
@@ -244,17 +255,39 @@ def _escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _product_filter(query: Select[Any], account_type: str | None, search: str | None) -> Select[Any]:
+def _product_filter(
+    query: Select[Any], account_type: str | None, search: str | None, sync_status: str | None = None
+) -> Select[Any]:
     if account_type is not None:
         query = query.where(EmagProduct.account_type == account_type)
+    if sync_status is not None:
+        query = query.where(EmagProduct.sync_status == sync_status)
     if search is not None and search.strip():
         term = _escape_like(fold(search.strip()))
         query = query.where(EmagProduct.search_text.ilike(f"%{term}%", escape="\\"))
     return query
 
 
-def product_summary(product: EmagProduct) -> dict[str, Any]:
-    return {name: getattr(product, name) for name in PRODUCT_SUMMARY_FIELDS}
+def product_summary(product: EmagProduct, last_read: Any = None) -> dict[str, Any]:
+    summary = {name: getattr(product, name) for name in PRODUCT_SUMMARY_FIELDS}
+    summary["last_synced_at"] = _latest(product.last_synced_at, last_read)
+    return summary
+
+
+def _latest(*moments: Any) -> Any:
+    known = [m for m in moments if m is not None]
+    return max(known) if known else None
+
+
+async def last_reads(session: AsyncSession, products: Sequence[EmagProduct]) -> dict[tuple[str, int], Any]:
+    """When a sync last read each product from eMAG, changed or not."""
+    if not products:
+        return {}
+    rows = await session.execute(
+        LAST_READ_SQL,
+        {"accounts": [p.account_type for p in products], "ids": [p.emag_id for p in products]},
+    )
+    return {(r[0], int(r[1])): r[2] for r in rows.all()}
 
 
 async def list_products(
@@ -263,16 +296,20 @@ async def list_products(
     limit: int = 50,
     account_type: str | None = None,
     search: str | None = None,
+    sync_status: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of products (stable order: account, SKU, offer id) and the total matching the filters.
 
-    `search` matches SKU or name, case- and diacritic-insensitively ("scoala" finds "Școală").
+    `search` matches SKU or name, case- and diacritic-insensitively ("scoala" finds "Școală"); `sync_status`
+    picks synced, conflict, missing or failed (quarantined: `sync_issue` says why) products.
     """
-    total = await session.scalar(_product_filter(select(func.count()).select_from(EmagProduct), account_type, search))
-    query = _product_filter(select(EmagProduct), account_type, search)
+    count = select(func.count()).select_from(EmagProduct)
+    total = await session.scalar(_product_filter(count, account_type, search, sync_status))
+    query = _product_filter(select(EmagProduct), account_type, search, sync_status)
     query = query.order_by(EmagProduct.account_type, EmagProduct.sku, EmagProduct.emag_id).offset(skip).limit(limit)
     products = (await session.scalars(query)).all()
-    return [product_summary(p) for p in products], total or 0
+    reads = await last_reads(session, products)
+    return [product_summary(p, reads.get((p.account_type, p.emag_id))) for p in products], total or 0
 
 
 def product_full(product: EmagProduct) -> dict[str, Any]:
@@ -337,8 +374,11 @@ async def product_detail(session: AsyncSession, product_id: uuid.UUID) -> dict[s
             .order_by(EmagProductConflict.detected_at.desc())
         )
     ).all()
+    read_at = (await last_reads(session, [product])).get((product.account_type, product.emag_id))
     return {
         **product_full(product),
+        "last_seen_at": _latest(product.last_seen_at, read_at),
+        "last_synced_at": _latest(product.last_synced_at, read_at),
         "changes": [change_row(c) for c in changes],
         "open_conflicts": [conflict_row(c) for c in conflicts],
     }

@@ -112,7 +112,7 @@ async def test_manual_conflicts_listed_and_resolved(api: Api, sandbox: Any) -> N
         assert queue["count"] == 1
         conflict = queue["items"][0]
         assert conflict["product_id"] == target["id"] and conflict["field"] == "sale_price"
-        assert conflict["status"] == "open" and conflict["local_value"] == "1.2300"
+        assert conflict["status"] == "open" and conflict["local_value"] == "1.23"
         assert (await http.get("/conflicts", params={"account_type": "fbe"})).json()["count"] == 0
         detail = (await http.get(f"/products/{target['id']}")).json()
         assert detail["sync_status"] == "conflict" and len(detail["open_conflicts"]) == 1
@@ -131,3 +131,24 @@ async def test_manual_conflicts_listed_and_resolved(api: Api, sandbox: Any) -> N
         detail = (await http.get(f"/products/{target['id']}")).json()
         assert detail["sync_status"] == "synced" and detail["sale_price"] == "1.2300"
         assert detail["changes"][0]["change_type"] == "conflict_resolved"
+
+
+async def test_quarantined_and_cleaned_products_are_found_by_their_status(api: Api, sandbox: Any) -> None:
+    ids = [p["id"] for p in sandbox.state.truth("main")]
+    sandbox.state.set_field("main", ids[0], "currency", "RONXX")  # no column holds it: quarantined
+    sandbox.state.set_field("main", ids[1], "description", "Word\x00paste")  # cleaned, stored
+    await _full_sync(api)
+    async with api.client("read") as http:
+        failed = (await http.get("/products", params={"sync_status": "failed"})).json()
+        assert [i["emag_id"] for i in failed["items"]] == [ids[0]]
+        assert "currency" in failed["items"][0]["sync_issue"]
+        page = (await http.get("/products", params={"account_type": "main", "limit": 100})).json()
+        cleaned = next(i for i in page["items"] if i["emag_id"] == ids[1])
+        assert cleaned["sync_status"] == "synced" and cleaned["sync_issue"].startswith("cleaned:")
+        first_read = cleaned["last_synced_at"]
+        await _full_sync(api)  # nothing changed: no row is rewritten, yet the product was read again
+        again = (await http.get(f"/products/{cleaned['id']}")).json()
+        assert again["last_synced_at"] > first_read and again["last_seen_at"] > first_read
+        assert again["updated_at"] == cleaned["updated_at"]
+        bad = await http.get("/products", params={"sync_status": "broken"})
+        assert bad.status_code == 422

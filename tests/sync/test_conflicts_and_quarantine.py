@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from magflow.db.engine import session_factory
@@ -50,6 +50,15 @@ async def test_each_strategy_with_one_sided_and_two_sided_edits(
     strategy: str, sandbox: Any, run_sync: Any, clean_engine: AsyncEngine
 ) -> None:
     case = await _setup(sandbox, run_sync, clean_engine)
+    if strategy == "newest_wins":
+        # Date the edit before the full sync's read: eMAG's change (seen after that read) is then the newer one.
+        async with clean_engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE emag_products_v2 SET local_edits = jsonb_set(local_edits, '{sale_price,edited_at}', "
+                    "'\"2000-01-01T00:00:00+00:00\"') WHERE local_edits ? 'sale_price'"
+                )
+            )
     result = await run_sync(account="main", mode="incremental", include_inactive=True, strategy=strategy)
     assert result["status"] == "completed", result["error_message"]
     rows = await stored(clean_engine, "main")
@@ -129,11 +138,17 @@ async def test_a_corrupt_product_is_quarantined_while_its_page_lands(
     assert len(result["errors"]) == 1 and "malformed product" in result["errors"][0]["reason"]
     truth = sandbox.state.truth("main")
     rows = await stored(clean_engine, "main")
-    assert len(rows) == len(truth) - 1
+    # The quarantined offer has a row that says why, holding only its payload; its 49 neighbours landed.
+    bad_id = result["errors"][0]["emag_id"]
+    assert len(rows) == len(truth)
+    assert rows[bad_id].sync_status == "failed" and "sale_price" in (rows[bad_id].sync_issue or "")
+    assert rows[bad_id].sale_price is None and rows[bad_id].raw_emag_data["sale_price"] == "abc"
     page_two = {p["id"] for p in truth[50:100]}
-    assert len(page_two & set(rows)) == 49
+    assert len({i for i in page_two if rows[i].sync_status == "synced"}) == 49
     again = await run_sync(account="main", mode="full", items_per_page=50)
-    assert again["failed"] == 0 and again["created"] == 1
+    assert again["failed"] == 0 and again["updated"] == 1
+    fixed = (await stored(clean_engine, "main"))[bad_id]
+    assert fixed.sync_status == "synced" and fixed.sync_issue is None and fixed.sale_price is not None
 
 
 async def test_selective_sync_by_ids_and_skus(sandbox: Any, run_sync: Any, clean_engine: AsyncEngine) -> None:

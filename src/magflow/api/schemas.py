@@ -131,7 +131,7 @@ class SyncData(BaseModel):
 
 
 class SyncResponse(BaseModel):
-    status: Literal["completed", "partial", "failed", "cancelled"]
+    status: Literal["completed", "partial", "failed", "cancelled", "interrupted"]
     message: str
     data: SyncData
 
@@ -263,9 +263,14 @@ class ProductSummary(BaseModel):
     is_active: bool
     validation_status: int | None
     offer_validation_status: int | None
-    sync_status: str
+    sync_status: str = Field(
+        description="synced, conflict, missing, or failed: the latest eMAG payload was quarantined"
+    )
+    sync_issue: str | None = Field(
+        default=None, description="why the latest payload was quarantined, or what was cleaned from it"
+    )
     is_missing: bool
-    last_synced_at: datetime
+    last_synced_at: datetime = Field(description="when a sync last read this product from eMAG, changed or not")
     updated_at: datetime
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from magflow.emag.cleaning import clean, describe, needs_cleaning
+
 SELLABLE_VALIDATION_STATUSES = frozenset({3, 9, 11, 12})
 OWNERSHIP_FROM_BOOL = {True: 1, False: 2}  # official doc: 1 eligible for content updates, 2 not
 
@@ -89,6 +91,8 @@ class ProductOffer:
     gpsr_manufacturer: bool | list[dict[str, Any]] | None
     gpsr_eu_representative: bool | list[dict[str, Any]] | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+    # What was cleaned from eMAG's payload before it was parsed (see magflow.emag.cleaning); None when nothing.
+    cleaned: str | None = field(default=None, compare=False)
 
     @property
     def total_stock(self) -> int:
@@ -111,6 +115,10 @@ class ProductOffer:
         """Parse one `product_offer/read` result; raises PayloadError when a value is unusable."""
         if not isinstance(raw, Mapping):
             raise PayloadError("offer", raw, "an object")
+        cleaned: str | None = None
+        if needs_cleaning(raw):
+            raw, notes = clean(dict(raw))
+            cleaned = describe(notes) if notes else None
         offer_id = _int(raw.get("id"), "id")
         if offer_id is None:
             raise PayloadError("id", raw.get("id"), "an integer offer id")
@@ -165,6 +173,7 @@ class ProductOffer:
             gpsr_manufacturer=_gpsr(get("manufacturer"), "manufacturer"),
             gpsr_eu_representative=_gpsr(get("eu_representative"), "eu_representative"),
             raw=dict(raw),
+            cleaned=cleaned,
         )
 
 
@@ -182,6 +191,10 @@ class ProductPage:
 
 
 def parse_product_page(results: Any, page: int, items_per_page: int) -> ProductPage:
+    if results is None:
+        # An answer with no `results` at all is not an empty page: ending the scan on it would end a run as
+        # complete with pages unread. It is retried like any unreadable answer.
+        raise PayloadError("results", results, "a list of offers")
     entries = _results_list(results)
     offers: list[ProductOffer] = []
     rejected: list[RejectedOffer] = []
@@ -189,6 +202,8 @@ def parse_product_page(results: Any, page: int, items_per_page: int) -> ProductP
         try:
             offers.append(ProductOffer.from_payload(entry))
         except PayloadError as exc:
+            if isinstance(entry, Mapping) and needs_cleaning(entry):
+                entry, _ = clean(dict(entry))  # a quarantined offer's payload is stored too
             raw_id = entry.get("id") if isinstance(entry, Mapping) else None
             try:
                 offer_id = _int(raw_id, "id")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import random
 import re
@@ -279,6 +280,12 @@ def _json(content: bytes) -> Any:
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError:
+        pass
+    # orjson refuses a lone surrogate escape ("\ud83d", half an emoji) that PHP's json_encode sends; the standard
+    # library reads it, and the offer holding it is cleaned when it is parsed (magflow.emag.cleaning).
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):
         return None
 
 

@@ -1,6 +1,6 @@
 """Every ORM table of magflow, importable from one place."""
 
-from magflow.models.account import ApiToken, EmagAccountState, EmagSyncSeen, HealthCheck
+from magflow.models.account import ApiToken, EmagAccountState, EmagPageRead, EmagSyncSeen, HealthCheck
 from magflow.models.audit import EmagProductChange, EmagProductConflict
 from magflow.models.base import Base
 from magflow.models.product import EmagProduct
@@ -13,6 +13,7 @@ __all__ = [
     "ApiToken",
     "Base",
     "EmagAccountState",
+    "EmagPageRead",
     "EmagProduct",
     "EmagProductChange",
     "EmagProductConflict",

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, String, Text, func
+from sqlalchemy import ARRAY, BigInteger, DateTime, Identity, Index, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -33,6 +33,23 @@ class EmagSyncSeen(Base):
     scan_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     account_type: Mapped[str] = mapped_column(String(8), primary_key=True)
     emag_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class EmagPageRead(Base):
+    """One page of offers read from eMAG: which offers it listed and when (a product's "last seen")."""
+
+    __tablename__ = "emag_page_reads"
+    __table_args__ = (
+        Index("ix_emag_page_reads_account_read_at", "account_type", "read_at"),
+        Index("ix_emag_page_reads_ids", "emag_ids", postgresql_using="gin"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    account_type: Mapped[str] = mapped_column(String(8), nullable=False)
+    sync_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    read_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    emag_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), nullable=False)
 
 
 class ApiToken(Base):

@@ -113,6 +113,8 @@ class EmagProduct(Base):
     local_edits: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
 
     sync_status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="synced")
+    # Why the latest eMAG payload was quarantined (sync_status 'failed'), or what was cleaned from it.
+    sync_issue: Mapped[str | None] = mapped_column(Text)
     is_missing: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     missing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

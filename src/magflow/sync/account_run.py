@@ -1,47 +1,40 @@
 """One account's part of a sync run: read pages (prefetching the next while writing the current), commit each
-page with its checkpoint, verify a full scan and sweep what is gone."""
+page with its checkpoint, then (full syncs) verify the scan and sweep what is gone (magflow.sync.sweep)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from magflow.emag import EmagClient, EmagError, ProductPage
-from magflow.models import EmagProduct, EmagSyncProgress, EmagSyncSeen
+from magflow.emag import EmagClient, EmagError
+from magflow.models import EmagSyncProgress
 from magflow.sync.enums import SyncMode
+from magflow.sync.locks import LockLostError
 from magflow.sync.plan import Plan
 from magflow.sync.progress import StatsDelta, advance, record_page
 from magflow.sync.results import AccountResult, brief
 from magflow.sync.runs import find_resumable, utcnow
-from magflow.sync.writer import PageOutcome, PageWriter, mark_missing, unseen_candidates
+from magflow.sync.scan import PageRead, PageReader, ScanEnd, ScanGapError
+from magflow.sync.sweep import FullScanVerifier
+from magflow.sync.writer import PageOutcome, PageWriter
 
 log = logging.getLogger("magflow.sync")
 
-MAX_PASSES = 3
-CONFIRM_LIMIT = 25
-PREFETCH = 2
-FETCH_AHEAD = 3
-
 ProgressCallback = Callable[[str, dict[str, Any]], Awaitable[None] | None]
+# Called inside every page transaction just before it commits; raises LockLostError when this run no longer
+# holds its account lock (then nothing of that transaction is committed).
+LockGuard = Callable[[AsyncSession], Awaitable[None]]
 
 
-@dataclass
-class _End:
-    reached_end: bool
-
-
-class AccountRun:
+class AccountRun(FullScanVerifier):
     def __init__(
         self,
         *,
@@ -53,6 +46,7 @@ class AccountRun:
         plan: Plan,
         guard_ratio: float,
         on_progress: ProgressCallback | None,
+        lock_guard: LockGuard | None = None,
     ) -> None:
         self.account = account
         self.sync_id = sync_id
@@ -62,6 +56,7 @@ class AccountRun:
         self.plan = plan
         self.guard_ratio = guard_ratio
         self.on_progress = on_progress
+        self.lock_guard = lock_guard
         self.result = AccountResult(account=account)
         self._cancelled = False
         self._started = time.monotonic()
@@ -75,7 +70,16 @@ class AccountRun:
                 await self._run_checkpointed(session, progress, checkpoint)
             except EmagError as exc:
                 await session.rollback()
-                self._fail(exc, progress)
+                self._fail(exc)
+            except LockLostError as exc:
+                await session.rollback()
+                log.error("sync stopped sync_id=%s account=%s reason=%s", self.sync_id, self.account, exc)
+                self.result.status = "interrupted"
+                self.result.error_message = str(exc)
+                self.result.errors.append({"account": self.account, "reason": str(exc), "kind": "lock_lost"})
+            except ScanGapError as exc:
+                await session.rollback()
+                self._partial(str(exc), scan_finished=False)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -87,7 +91,7 @@ class AccountRun:
             await self._finish(session, progress)
         return self.result
 
-    def _fail(self, exc: EmagError, progress: EmagSyncProgress) -> None:
+    def _fail(self, exc: EmagError) -> None:
         log.error(
             "sync error sync_id=%s account=%s mode=%s page=%s kind=%s error=%s",
             self.sync_id,
@@ -108,31 +112,41 @@ class AccountRun:
             }
         )
 
+    def _new_checkpoint(self) -> dict[str, Any]:
+        scan_id = str(uuid.uuid4())
+        return {
+            "next_page": 1,
+            "filter_index": 0,
+            "pass": 1,
+            "scan_id": scan_id,
+            "scan_ids": [scan_id],
+            "count_at_start": None,
+            "pass_repeated": 0,
+            "pass_anonymous": 0,
+            "fingerprint": self.plan.fingerprint,
+            "resumable": self.plan.mode is not SyncMode.SELECTIVE,
+        }
+
     async def _start(self, session: AsyncSession) -> tuple[EmagSyncProgress, dict[str, Any]]:
         plan = self.plan
         previous = None
         if plan.mode is not SyncMode.SELECTIVE:
             previous = await find_resumable(session, self.account, plan.mode.value, plan.fingerprint)
         if previous is not None:
-            checkpoint = dict(previous.checkpoint)
-            previous.checkpoint = {**previous.checkpoint, "resumed_by": str(self.sync_id)}
+            # Deep copies: the ORM must never hold the dict this run changes in place, or a later assignment of an
+            # equal-looking value is not seen as a change and the checkpoint is not saved.
+            checkpoint = copy.deepcopy(dict(previous.checkpoint))
+            checkpoint.setdefault("scan_ids", [checkpoint["scan_id"]])
+            previous.checkpoint = {**copy.deepcopy(previous.checkpoint), "resumed_by": str(self.sync_id)}
             self.result.resumed_from = previous.sync_id
         else:
-            checkpoint = {
-                "next_page": 1,
-                "filter_index": 0,
-                "pass": 1,
-                "scan_id": str(uuid.uuid4()),
-                "count_at_start": None,
-                "fingerprint": plan.fingerprint,
-                "resumable": plan.mode is not SyncMode.SELECTIVE,
-            }
+            checkpoint = self._new_checkpoint()
         progress = EmagSyncProgress(
             sync_id=self.sync_id,
             account_type=self.account,
             mode=plan.mode.value,
             status="running",
-            checkpoint=checkpoint,
+            checkpoint=copy.deepcopy(checkpoint),
         )
         if previous is not None:
             # Percentages go on from where the interrupted run stopped; the counts are this run's own.
@@ -149,16 +163,13 @@ class AccountRun:
         while checkpoint["filter_index"] < len(plan.filter_sets):
             filters = plan.filter_sets[checkpoint["filter_index"]]
             count = await self.client.count_products(filters)
-            if checkpoint.get("count_at_start") is None:
+            first_count = checkpoint.get("count_at_start") is None
+            if first_count:
                 checkpoint["count_at_start"] = count.items
-            self.result.total_items = max(self.result.total_items, count.items)
-            progress.total_items = count.items if len(plan.filter_sets) == 1 else len(plan.filter_sets)
+            self._record_total(progress, count.items, first_count)
             # eMAG counts pages of its own itemsPerPage; ours may differ.
             pages = -(-count.items // plan.items_per_page)
-            progress.total_pages = pages
-            if plan.max_pages is not None:
-                progress.total_pages = min(pages, plan.max_pages)
-                progress.total_items = min(count.items, plan.max_pages * plan.items_per_page)
+            progress.total_pages = pages if plan.max_pages is None else min(pages, plan.max_pages)
             complete = await self._scan(session, progress, checkpoint, filters, pages)
             if self._cancelled:
                 return
@@ -169,10 +180,18 @@ class AccountRun:
             checkpoint.update(filter_index=checkpoint["filter_index"] + 1, next_page=1, count_at_start=None)
         self.result.status = "completed"
 
-    def _may_read(self, page: int, known_pages: int) -> bool:
-        if self.plan.max_pages is not None and page > self.plan.max_pages:
-            return False
-        return page <= max(known_pages, 1)
+    def _record_total(self, progress: EmagSyncProgress, items: int, first_count: bool) -> None:
+        plan = self.plan
+        if len(plan.filter_sets) > 1:
+            # A selective sync of many ids or SKUs: one count per filter; the total is their sum.
+            if first_count:
+                self.result.total_items += items
+            progress.total_items = max(len(plan.filter_sets), self.result.total_items)
+            return
+        self.result.total_items = max(self.result.total_items, items)
+        progress.total_items = items
+        if plan.max_pages is not None:
+            progress.total_items = min(items, plan.max_pages * plan.items_per_page)
 
     async def _scan(
         self,
@@ -184,64 +203,42 @@ class AccountRun:
     ) -> bool:
         """Read from the checkpoint's page on; True when the last page was reached (not max_pages)."""
         plan = self.plan
-        queue: asyncio.Queue[tuple[int, ProductPage, datetime] | _End | Exception] = asyncio.Queue(PREFETCH)
         scan_id = uuid.UUID(checkpoint["scan_id"]) if plan.mode is SyncMode.FULL else None
-
-        async def produce() -> None:
-            # Up to FETCH_AHEAD reads in flight (the rate budget still paces them), handed on in page order.
-            inflight: deque[tuple[int, datetime, asyncio.Task[ProductPage]]] = deque()
-            next_page = checkpoint["next_page"]
-            try:
-                while True:
-                    while len(inflight) < FETCH_AHEAD and self._may_read(next_page, known_pages):
-                        task = asyncio.create_task(
-                            self.client.read_products_page(next_page, plan.items_per_page, filters)
-                        )
-                        inflight.append((next_page, utcnow(), task))
-                        next_page += 1
-                    if not inflight:
-                        # The page eMAG counted as last was full (the end-of-scan count catches growth), or
-                        # max_pages was reached, which is not the end of the catalogue.
-                        reached = plan.max_pages is None or next_page - 1 < plan.max_pages
-                        await queue.put(_End(reached_end=reached))
-                        return
-                    page_no, observed, task = inflight.popleft()
-                    page = await task
-                    await queue.put((page_no, page, observed))
-                    if page.raw_count < plan.items_per_page:
-                        await queue.put(_End(reached_end=True))
-                        return
-            except Exception as exc:
-                # Whatever stops the reads (eMAG, the rate budget's Redis, a parser bug) must reach the writer:
-                # left in this task it would leave the writer waiting on the queue for ever.
-                await queue.put(exc)
-            finally:
-                for _, _, pending in inflight:
-                    pending.cancel()
-                for _, _, pending in inflight:
-                    with contextlib.suppress(asyncio.CancelledError, EmagError):
-                        await pending
-
-        producer = asyncio.create_task(produce(), name=f"read-pages-{self.account}")
+        reader = PageReader(
+            self.client, plan.items_per_page, filters, checkpoint["next_page"], known_pages, plan.max_pages
+        )
+        producer = asyncio.create_task(reader.produce(), name=f"read-pages-{self.account}")
         try:
             while True:
-                item = await queue.get()
+                item = await reader.queue.get()
                 if isinstance(item, Exception):
                     raise item
-                if isinstance(item, _End):
+                if isinstance(item, ScanEnd):
                     return item.reached_end
-                page_no, page, observed = item
-                outcome = await self.writer.write(session, page.offers, page.rejected, observed, scan_id)
-                checkpoint["next_page"] = page_no + 1
-                self.result.add(outcome)
-                self.result.pages += 1
-                await self._commit_page(session, progress, checkpoint, outcome, page_no)
+                await self._write_page(session, progress, checkpoint, item, scan_id)
                 if self._cancelled:
                     return False
         finally:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
+
+    async def _write_page(
+        self,
+        session: AsyncSession,
+        progress: EmagSyncProgress,
+        checkpoint: dict[str, Any],
+        read: PageRead,
+        scan_id: uuid.UUID | None,
+    ) -> None:
+        page = read.page
+        outcome = await self.writer.write(session, page.offers, page.rejected, read.observed, scan_id)
+        checkpoint["next_page"] = read.page_no + 1
+        checkpoint["pass_repeated"] = checkpoint.get("pass_repeated", 0) + outcome.repeated
+        checkpoint["pass_anonymous"] = checkpoint.get("pass_anonymous", 0) + outcome.anonymous
+        self.result.add(outcome)
+        self.result.pages += 1
+        await self._commit_page(session, progress, checkpoint, outcome, read.page_no)
 
     async def _commit_page(
         self,
@@ -254,7 +251,7 @@ class AccountRun:
         now = utcnow()
         advance(progress, outcome, page_no, checkpoint, self.result.total_processed, self._started, now)
         cancel = await record_page(session, self.sync_id, outcome, self._stats.take(self.client.stats), now)
-        await session.commit()
+        await self._guarded_commit(session)
         log.debug(
             "page done sync_id=%s account=%s mode=%s page=%d processed=%d created=%d updated=%d unchanged=%d failed=%d",
             self.sync_id,
@@ -268,8 +265,11 @@ class AccountRun:
             outcome.failed,
         )
         for error in outcome.errors:
-            log.warning(
-                "product quarantined sync_id=%s account=%s emag_id=%s reason=%s",
+            cleaned = error.get("kind") == "cleaned"
+            log.log(
+                logging.INFO if cleaned else logging.WARNING,
+                "product %s sync_id=%s account=%s emag_id=%s reason=%s",
+                "cleaned" if cleaned else "quarantined",
                 self.sync_id,
                 self.account,
                 error.get("emag_id"),
@@ -280,6 +280,12 @@ class AccountRun:
             self._cancelled = True
             self.result.status = "cancelled"
         await self._notify(progress)
+
+    async def _guarded_commit(self, session: AsyncSession) -> None:
+        """Commit, unless this run lost its account lock: then another sync may already own the account."""
+        if self.lock_guard is not None:
+            await self.lock_guard(session)
+        await session.commit()
 
     async def _notify(self, progress: EmagSyncProgress) -> None:
         if self.on_progress is None:
@@ -298,83 +304,13 @@ class AccountRun:
         if maybe is not None:
             await maybe
 
-    async def _verify_and_sweep(
-        self, session: AsyncSession, progress: EmagSyncProgress, checkpoint: dict[str, Any]
-    ) -> bool:
-        """After a full pass: True when done (swept, or refused with a reason); False to scan once more."""
-        scan_id = uuid.UUID(checkpoint["scan_id"])
-        count_end = (await self.client.count_products({})).items
-        # The seen-set was filled during this scan: without fresh statistics the planner expects one row and
-        # compares every product with every seen id (quadratic; seconds at 10,000 products).
-        await session.execute(text("ANALYZE emag_sync_seen"))
-        seen = int(
-            await session.scalar(select(func.count()).select_from(EmagSyncSeen).where(EmagSyncSeen.scan_id == scan_id))
-            or 0
-        )
-        stable = checkpoint.get("count_at_start") == count_end and seen >= count_end
-        if not stable:
-            if checkpoint["pass"] >= MAX_PASSES:
-                self._partial(
-                    f"the catalogue kept changing during {MAX_PASSES} passes (eMAG count {count_end}, "
-                    f"read {seen}); nothing was marked missing. Run a full sync again at a quieter time"
-                )
-                await self._drop_seen(session, scan_id)
-                return True
-            await self._drop_seen(session, scan_id)
-            checkpoint.update(
-                {
-                    "pass": checkpoint["pass"] + 1,
-                    "scan_id": str(uuid.uuid4()),
-                    "next_page": 1,
-                    "count_at_start": count_end,
-                }
-            )
-            progress.checkpoint = dict(checkpoint)
-            await session.commit()
-            return False
-        candidates = await unseen_candidates(session, self.account, scan_id, CONFIRM_LIMIT + 1)
-        if 0 < len(candidates) <= CONFIRM_LIMIT:
-            # Offset paging can skip a row that shifted; ask for each candidate by id before calling it gone.
-            for emag_id in candidates:
-                page = await self.client.read_products_page(1, self.plan.items_per_page, {"id": emag_id})
-                if page.offers or page.rejected:
-                    outcome = await self.writer.write(session, page.offers, page.rejected, utcnow(), scan_id)
-                    self.result.add(outcome)
-            await session.commit()
-        known = int(
-            await session.scalar(
-                select(func.count())
-                .select_from(EmagProduct)
-                .where(EmagProduct.account_type == self.account, EmagProduct.is_missing.is_(False))
-            )
-            or 0
-        )
-        if known and seen < self.guard_ratio * known:
-            self._partial(
-                f"missing-product sweep refused: eMAG listed {seen} offers but {known} are stored, "
-                f"below the {self.guard_ratio:.0%} guard; nothing was marked missing. "
-                "Check the account on eMAG (status filters, suspended offers), then run a full sync again"
-            )
-        else:
-            self.result.missing = await mark_missing(session, self.account, scan_id, self.sync_id, utcnow())
-            if self.result.missing:
-                log.warning(
-                    "products missing sync_id=%s account=%s count=%d", self.sync_id, self.account, self.result.missing
-                )
-            self.result.status = "completed"
-        await self._drop_seen(session, scan_id)
-        return True
-
-    def _partial(self, message: str) -> None:
-        self._scan_finished = True  # only the end-of-scan checks end a run partial this way
+    def _partial(self, message: str, scan_finished: bool = True) -> None:
+        # A scan that finished (and then refused the sweep) has nothing left to resume.
+        self._scan_finished = scan_finished
         log.warning("sync partial sync_id=%s account=%s reason=%s", self.sync_id, self.account, message)
         self.result.status = "partial"
         self.result.error_message = message
         self.result.errors.append({"account": self.account, "reason": message})
-
-    async def _drop_seen(self, session: AsyncSession, scan_id: uuid.UUID) -> None:
-        await session.execute(delete(EmagSyncSeen).where(EmagSyncSeen.scan_id == scan_id))
-        await session.commit()
 
     async def _finish(self, session: AsyncSession, progress: EmagSyncProgress) -> None:
         await session.refresh(progress)  # a rollback expired it; the committed state is the truth
@@ -388,9 +324,9 @@ class AccountRun:
         progress.updated_at = now
         # Every committed page is checkpointed, so any run that stopped before the end of its scan can go on from
         # there; a run whose scan finished (and then refused the sweep) has nothing left to resume.
-        resumable = status in ("failed", "cancelled", "partial") and not self._scan_finished
+        resumable = status in ("failed", "cancelled", "partial", "interrupted") and not self._scan_finished
         progress.checkpoint = {
-            **progress.checkpoint,
+            **copy.deepcopy(progress.checkpoint),
             "resumable": resumable and self.plan.mode is not SyncMode.SELECTIVE,
         }
         if status == "completed":

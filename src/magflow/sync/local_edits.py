@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from magflow.emag import PayloadError, ProductOffer
 from magflow.models import EmagProduct, EmagProductChange, EmagProductConflict
-from magflow.sync.mapping import EDITABLE_FIELDS, jsonable
+from magflow.sync.mapping import EDITABLE_FIELDS, MappingError, comparable, derive, jsonable, offer_to_row
 from magflow.sync.runs import utcnow
-from magflow.text import fold
 
 MONEY = {"sale_price", "recommended_price", "min_sale_price", "max_sale_price"}
 INTEGERS = {"vat_id", "warranty", "status", "general_stock", "category_id"}
@@ -102,10 +102,10 @@ async def apply_local_edit(
     for name, value in coerced.items():
         old = getattr(product, name)
         old_json, new_json = jsonable(old), jsonable(value)
-        if old_json == new_json:
+        if comparable(name, old) == comparable(name, value):
             continue
         base = edits[name]["base"] if name in edits else old_json
-        if new_json == base:
+        if comparable(name, value) == comparable(name, base):
             edits.pop(name, None)  # back to eMAG's value: nothing local left to protect
         else:
             edits[name] = {"base": base, "edited_at": now, "edited_by": actor}
@@ -124,14 +124,28 @@ async def apply_local_edit(
                 _audit(product, "custom_fields", "custom_fields", product.custom_fields, merged, "local", actor)
             )
             product.custom_fields = merged
-    if "status" in coerced:
-        product.is_active = product.status == 1 and not product.is_missing
-    if "name" in coerced:
-        product.search_text = fold(f"{product.sku or ''} {product.name or ''}")
+    _rederive(product)
     product.updated_at = utcnow()
     if audit:
         await session.execute(insert(EmagProductChange).values(audit))
     return product
+
+
+def _rederive(product: EmagProduct) -> None:
+    """is_active, search_text and main_image_url follow the values the row now holds, local or eMAG's."""
+    derived = derive({"status": product.status, "images": product.images, "sku": product.sku, "name": product.name})
+    product.is_active = derived["is_active"] and not product.is_missing
+    product.search_text = derived["search_text"]
+    product.main_image_url = derived["main_image_url"]
+
+
+def _current_emag_value(product: EmagProduct, name: str, fallback: Any) -> Any:
+    """eMAG's value of `name` as of the last sync, from the stored payload (the column may hold a local value)."""
+    try:
+        row = offer_to_row(product.account_type, ProductOffer.from_payload(product.raw_emag_data or {}), {})
+    except (PayloadError, MappingError):
+        return fallback  # a quarantined payload: the value the conflict recorded is the best known
+    return row.get(name)
 
 
 async def resolve_conflict(
@@ -149,18 +163,25 @@ async def resolve_conflict(
     name = conflict.field
     edits = dict(product.local_edits or {})
     old = jsonable(getattr(product, name))
+    # eMAG may have changed again since the conflict was opened: settle against its latest synced value.
+    emag_now = _current_emag_value(product, name, coerce(name, conflict.emag_value))
     if resolution == "emag":
-        final = coerce(name, conflict.emag_value)
+        final = emag_now
         edits.pop(name, None)
+        # The next sync rewrites the row from eMAG whatever its payload, so nothing stale outlives the choice.
+        product.content_hash = ""
     else:
-        final = getattr(product, name) if resolution == "local" else coerce(name, value)
-        if jsonable(final) == conflict.emag_value:
+        # "local" is the value the operator edited (recorded with the conflict), not whatever the column holds now:
+        # a sync under another strategy may have put eMAG's value there meanwhile.
+        final = coerce(name, conflict.local_value if resolution == "local" else value)
+        if comparable(name, final) == comparable(name, emag_now):
             edits.pop(name, None)
         else:
             # eMAG's value is now the last synced one; the local value is measured against it from here on.
-            edits[name] = {"base": conflict.emag_value, "edited_at": utcnow().isoformat(), "edited_by": actor}
+            edits[name] = {"base": jsonable(emag_now), "edited_at": utcnow().isoformat(), "edited_by": actor}
     setattr(product, name, final)
     product.local_edits = edits
+    _rederive(product)
     conflict.status = "resolved"
     conflict.resolution = resolution
     conflict.resolved_value = jsonable(final)

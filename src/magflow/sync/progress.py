@@ -3,6 +3,7 @@ together with the page."""
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from magflow.sync.runs import MAX_STORED_ERRORS
 from magflow.sync.writer import PageOutcome
 
 ERRORS_PER_PAGE = 20
+UNFINISHED_MAX = 99.99  # 100% is said only by the end of the run
 
 
 @dataclass
@@ -51,22 +53,36 @@ def advance(
     started_monotonic: float,
     now: datetime,
 ) -> None:
-    """Move the progress row past a page: counts, percent, items/s and an ETA from the measured rate."""
+    """Move the progress row past a page: counts, percent, items/s and an ETA from the measured rate.
+
+    `current_item` counts the offers of the current pass (a full sync that scans again starts again from 0), so it
+    never passes the total; the percentage stays below 100 until the run has finished."""
     progress.current_page = page_no
     progress.current_item += outcome.processed
     progress.created_items += outcome.created
     progress.updated_items += outcome.updated
     progress.unchanged_items += outcome.unchanged
     progress.failed_items += outcome.failed
-    total = max(progress.total_items, progress.current_item)
-    progress.percentage = round(100.0 * progress.current_item / total, 2) if total else 100.0
+    # eMAG's count can lag the listing: the total grows to what was really read rather than show 120%.
+    progress.total_items = max(progress.total_items, progress.current_item)
+    total = progress.total_items
+    progress.percentage = min(round(100.0 * progress.current_item / total, 2), UNFINISHED_MAX) if total else 0.0
     rate = processed_this_run / max(time.monotonic() - started_monotonic, 1e-6)
     progress.items_per_second = round(rate, 2)
     remaining = max(total - progress.current_item, 0)
     progress.estimated_completion_at = now + timedelta(seconds=remaining / rate) if rate > 0 else None
-    progress.checkpoint = dict(checkpoint)
+    progress.checkpoint = copy.deepcopy(checkpoint)
     progress.heartbeat_at = now
     progress.updated_at = now
+
+
+def start_pass(progress: EmagSyncProgress, checkpoint: dict[str, Any]) -> None:
+    """A full sync scans again: the pass's own position starts from the first page (the counters go on)."""
+    progress.current_item = 0
+    progress.current_page = 0
+    progress.percentage = 0.0
+    progress.estimated_completion_at = None
+    progress.checkpoint = copy.deepcopy(checkpoint)
 
 
 async def record_page(

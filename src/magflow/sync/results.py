@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from magflow.sync.writer import PageOutcome
+from magflow.sync.writer import PageOutcome, brief
 
 
 @dataclass
@@ -53,8 +53,4 @@ class AccountResult:
         }
 
 
-def brief(exc: BaseException) -> str:
-    """One line about an unexpected error: database errors carry whole SQL statements, which help nobody."""
-    cause = getattr(exc, "orig", None) or exc
-    first = (str(cause).strip().splitlines() or [""])[0]
-    return f"{type(cause).__name__}: {first[:300]}"
+__all__ = ["AccountResult", "brief"]

@@ -48,9 +48,16 @@ async def list_products(
     search: Annotated[
         str | None, Query(max_length=200, description="In SKU or name; ignores case and diacritics")
     ] = None,
+    sync_status: Annotated[
+        str | None,
+        Query(
+            pattern="^(synced|conflict|missing|failed)$",
+            description="failed: quarantined products (sync_issue says why)",
+        ),
+    ] = None,
 ) -> Any:
     term = search.replace("\x00", "") if search is not None else None
-    items, total = await reports.list_products(session, skip, limit, account_type, term)
+    items, total = await reports.list_products(session, skip, limit, account_type, term, sync_status)
     return {"items": items, "total": total, "skip": skip, "limit": limit}
 
 
@@ -89,7 +96,7 @@ async def patch_product(product_id: uuid.UUID, body: ProductPatch, principal: Ad
 async def list_conflicts(
     principal: Reader,
     session: Session,
-    status: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "open",
+    status: Annotated[str, Query(pattern="^(open|resolved|superseded|all)$")] = "open",
     account_type: AccountType | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> Any:
