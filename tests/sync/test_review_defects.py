@@ -357,7 +357,7 @@ async def test_a_selective_sync_by_many_ids_records_their_total(
 
 
 async def test_the_raw_payload_orjson_cannot_read_still_decodes() -> None:
-    from magflow.emag.transport import _json
+    from magflow.emag.envelope import loads as _json
 
     body = b'{"isError":false,"results":[{"id":1,"name":"\\ud83dhalf"}]}'
     with pytest.raises(orjson.JSONDecodeError):

@@ -152,6 +152,8 @@ class AccountRun(FullScanVerifier):
             # Percentages go on from where the interrupted run stopped; the counts are this run's own.
             progress.current_item = previous.current_item
             progress.current_page = previous.current_page
+            progress.total_items = max(previous.total_items, previous.current_item)
+            progress.total_pages = previous.total_pages
         session.add(progress)
         await session.commit()
         return progress, checkpoint
@@ -170,7 +172,7 @@ class AccountRun(FullScanVerifier):
             # eMAG counts pages of its own itemsPerPage; ours may differ.
             pages = -(-count.items // plan.items_per_page)
             progress.total_pages = pages if plan.max_pages is None else min(pages, plan.max_pages)
-            complete = await self._scan(session, progress, checkpoint, filters, pages)
+            complete = await self._scan(session, progress, checkpoint, filters, pages, count.items)
             if self._cancelled:
                 return
             if plan.mode is SyncMode.FULL and complete:
@@ -200,12 +202,13 @@ class AccountRun(FullScanVerifier):
         checkpoint: dict[str, Any],
         filters: dict[str, Any],
         known_pages: int,
+        known_items: int,
     ) -> bool:
         """Read from the checkpoint's page on; True when the last page was reached (not max_pages)."""
         plan = self.plan
         scan_id = uuid.UUID(checkpoint["scan_id"]) if plan.mode is SyncMode.FULL else None
         reader = PageReader(
-            self.client, plan.items_per_page, filters, checkpoint["next_page"], known_pages, plan.max_pages
+            self.client, plan.items_per_page, filters, checkpoint["next_page"], known_pages, plan.max_pages, known_items
         )
         producer = asyncio.create_task(reader.produce(), name=f"read-pages-{self.account}")
         try:
@@ -233,12 +236,16 @@ class AccountRun(FullScanVerifier):
     ) -> None:
         page = read.page
         outcome = await self.writer.write(session, page.offers, page.rejected, read.observed, scan_id)
+        if checkpoint.get("pass", 1) > 1:
+            # A pass that scans again counts only what it changed: its unchanged and quarantined offers were
+            # counted by the first pass, and a catalogue of 300 must not read "600 processed".
+            outcome.unchanged = outcome.failed = 0
         checkpoint["next_page"] = read.page_no + 1
         checkpoint["pass_repeated"] = checkpoint.get("pass_repeated", 0) + outcome.repeated
         checkpoint["pass_anonymous"] = checkpoint.get("pass_anonymous", 0) + outcome.anonymous
         self.result.add(outcome)
         self.result.pages += 1
-        await self._commit_page(session, progress, checkpoint, outcome, read.page_no)
+        await self._commit_page(session, progress, checkpoint, outcome, read.page_no, page.raw_count)
 
     async def _commit_page(
         self,
@@ -247,9 +254,10 @@ class AccountRun(FullScanVerifier):
         checkpoint: dict[str, Any],
         outcome: PageOutcome,
         page_no: int,
+        read: int,
     ) -> None:
         now = utcnow()
-        advance(progress, outcome, page_no, checkpoint, self.result.total_processed, self._started, now)
+        advance(progress, outcome, page_no, read, checkpoint, self.result.total_processed, self._started, now)
         cancel = await record_page(session, self.sync_id, outcome, self._stats.take(self.client.stats), now)
         await self._guarded_commit(session)
         log.debug(
@@ -265,7 +273,7 @@ class AccountRun(FullScanVerifier):
             outcome.failed,
         )
         for error in outcome.errors:
-            cleaned = error.get("kind") == "cleaned"
+            cleaned = bool(error.get("cleaned"))
             log.log(
                 logging.INFO if cleaned else logging.WARNING,
                 "product %s sync_id=%s account=%s emag_id=%s reason=%s",

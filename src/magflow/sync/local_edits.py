@@ -208,6 +208,7 @@ async def resolve_conflict(
         .select_from(EmagProductConflict)
         .where(EmagProductConflict.product_id == product.id, EmagProductConflict.status == "open")
     )
-    if not still_open:
+    if not still_open and product.sync_status == "conflict":
+        # A quarantined product stays 'failed' (its stored payload is stale) until a sync stores a good one.
         product.sync_status = "missing" if product.is_missing else "synced"
     return conflict

@@ -165,6 +165,8 @@ def jsonable(value: Any) -> Any:
 def comparable(name: str, value: Any) -> Any:
     """`value` of field `name` in the form used to compare two values of it: money by amount (a stored base
     written as "199.9900" by an older version equals eMAG's 199.99), everything else as JSON."""
+    if name == "recommended_price" and value in (None, 0, "0"):
+        return "0"  # eMAG: "0 means unset", and it sends null for the same
     if name in MONEY_FIELDS and value is not None and not isinstance(value, bool):
         try:
             return money_text(Decimal(str(value)))

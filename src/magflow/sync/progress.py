@@ -48,6 +48,7 @@ def advance(
     progress: EmagSyncProgress,
     outcome: PageOutcome,
     page_no: int,
+    read: int,
     checkpoint: dict[str, Any],
     processed_this_run: int,
     started_monotonic: float,
@@ -58,7 +59,7 @@ def advance(
     `current_item` counts the offers of the current pass (a full sync that scans again starts again from 0), so it
     never passes the total; the percentage stays below 100 until the run has finished."""
     progress.current_page = page_no
-    progress.current_item += outcome.processed
+    progress.current_item += read  # offers this pass read: the position in the catalogue
     progress.created_items += outcome.created
     progress.updated_items += outcome.updated
     progress.unchanged_items += outcome.unchanged

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from magflow.emag import EmagClient
 from magflow.models import EmagProduct, EmagSyncProgress, EmagSyncSeen
-from magflow.sync.progress import start_pass
+from magflow.sync.progress import StatsDelta, record_page, start_pass
 from magflow.sync.results import AccountResult
 from magflow.sync.runs import utcnow
 from magflow.sync.writer import PageWriter, mark_missing, unseen_candidates
@@ -53,6 +53,7 @@ class FullScanVerifier:
     writer: PageWriter
     guard_ratio: float
     result: AccountResult
+    _stats: StatsDelta
 
     async def _guarded_commit(self, session: AsyncSession) -> None:
         raise NotImplementedError
@@ -113,8 +114,10 @@ class FullScanVerifier:
         for emag_id in candidates:
             page = await self.client.read_products_page(1, 1, {"id": emag_id})
             if page.offers or page.rejected:
-                outcome = await self.writer.write(session, page.offers, page.rejected, utcnow(), scan_id)
+                now = utcnow()
+                outcome = await self.writer.write(session, page.offers, page.rejected, now, scan_id)
                 self.result.add(outcome)
+                await record_page(session, self.sync_id, outcome, self._stats.take(self.client.stats), now)
                 await self._guarded_commit(session)
             else:
                 gone.append(emag_id)

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from magflow.emag import ProductOffer, RejectedOffer
+from magflow.emag.errors import emag_text
 from magflow.models import EmagProduct, EmagProductConflict
 from magflow.sync.conflicts import resolve
 from magflow.sync.enums import ConflictResolutionStrategy
@@ -93,14 +94,22 @@ FROM unnest($2::bigint[]) AS e(emag_id)
 """
 QUARANTINE_EXISTING_SQL = """
 WITH bad AS (
-    SELECT * FROM jsonb_to_recordset($1::jsonb) AS b(emag_id bigint, reason text)
+    SELECT * FROM jsonb_to_recordset($1::jsonb)
+        AS b(emag_id bigint, reason text, raw_emag_data jsonb, content_hash text, sku text, name text)
 ), marked AS (
+    -- A row never stored with good data (emag_changed_at is null: it holds only a quarantined payload) shows the
+    -- payload eMAG sends now; a product with good data keeps it.
     UPDATE emag_products_v2 p
     SET sync_status = 'failed', sync_issue = bad.reason, is_missing = false, missing_since = NULL,
+        raw_emag_data = CASE WHEN p.emag_changed_at IS NULL THEN bad.raw_emag_data ELSE p.raw_emag_data END,
+        content_hash = CASE WHEN p.emag_changed_at IS NULL THEN bad.content_hash ELSE p.content_hash END,
+        sku = CASE WHEN p.emag_changed_at IS NULL THEN bad.sku ELSE p.sku END,
+        name = CASE WHEN p.emag_changed_at IS NULL THEN bad.name ELSE p.name END,
         last_sync_id = $3::uuid, updated_at = now()
     FROM bad
     WHERE p.account_type = $2::varchar AND p.emag_id = bad.emag_id
-      AND (p.sync_status <> 'failed' OR p.sync_issue IS DISTINCT FROM bad.reason OR p.is_missing)
+      AND (p.sync_status <> 'failed' OR p.sync_issue IS DISTINCT FROM bad.reason OR p.is_missing
+           OR (p.emag_changed_at IS NULL AND p.content_hash <> bad.content_hash))
     RETURNING p.id, p.emag_id, bad.reason
 )
 INSERT INTO emag_product_changes
@@ -208,7 +217,7 @@ class PageWriter:
                 computed = dict(self.transform(offer, context)) if self.transform else {}
                 rows[offer.id] = offer_to_row(self.account, offer, computed)
             except Exception as exc:  # a bad offer, or the operator's transformation hook failing on it
-                bad.append(Quarantined(offer.id, f"cannot be stored: {exc}", offer.raw))
+                bad.append(Quarantined(offer.id, emag_text(f"cannot be stored: {exc}"), offer.raw))
         return rows, bad
 
     async def write(
@@ -249,7 +258,7 @@ class PageWriter:
         for emag_id, row in rows.items():
             if row.get("sync_issue") and not any(q.emag_id == emag_id for q in bad):
                 outcome.errors.append(
-                    {"account": self.account, "emag_id": emag_id, "reason": row["sync_issue"], "kind": "cleaned"}
+                    {"account": self.account, "emag_id": emag_id, "reason": row["sync_issue"], "cleaned": True}
                 )
         if bad:
             await self._quarantine(session, bad)
@@ -486,8 +495,9 @@ class PageWriter:
         if not identified:
             return
         conn = await session.connection()
-        marks = [{"emag_id": i, "reason": q.reason} for i, q in identified.items()]
         placeholders = [self._placeholder(q) for q in identified.values()]
+        shown = ("emag_id", "raw_emag_data", "content_hash", "sku", "name")
+        marks = [{k: p[k] for k in shown} | {"reason": p["sync_issue"]} for p in placeholders]
         try:
             async with session.begin_nested():
                 await conn.exec_driver_sql(

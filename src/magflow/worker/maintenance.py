@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from magflow.config import Settings
 from magflow.db.engine import session_factory
-from magflow.models import FINISHED_STATUSES, EmagAccountState, EmagSyncLog, HealthCheck
+from magflow.models import FINISHED_STATUSES, EmagAccountState, EmagPageRead, EmagSyncLog, HealthCheck
 from magflow.observability.health import run_health_check
 from magflow.sync.runs import clean_abandoned_seen, reap_dead_runs, utcnow
+from magflow.sync.sweep import PAGE_READS_KEPT_DAYS
 
 log = logging.getLogger("magflow.worker")
 
@@ -45,6 +46,14 @@ async def cleanup_sync_logs(engine: AsyncEngine, retention_days: int) -> dict[st
         )
         deleted_checks = len(checks.all())
         deleted_seen = await clean_abandoned_seen(session)
+        # Page reads say when a product was last read; a week is enough (every product is read at least nightly),
+        # and a full sync that keeps ending partial must not let them grow without bound.
+        reads = await session.execute(
+            delete(EmagPageRead)
+            .where(EmagPageRead.read_at < utcnow() - timedelta(days=PAGE_READS_KEPT_DAYS))
+            .returning(EmagPageRead.id)
+        )
+        deleted_reads = len(reads.all())
         await session.commit()
     log.info(
         "cleanup removed %d sync logs and %d health checks older than %d days, %d seen rows of abandoned scans",
@@ -57,6 +66,7 @@ async def cleanup_sync_logs(engine: AsyncEngine, retention_days: int) -> dict[st
         "deleted_sync_logs": deleted_runs,
         "deleted_health_checks": deleted_checks,
         "deleted_seen_rows": deleted_seen,
+        "deleted_page_reads": deleted_reads,
         "cutoff": cutoff.isoformat(),
     }
 
