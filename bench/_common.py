@@ -125,7 +125,7 @@ class Sandbox:
 
                 async def one(page: int) -> None:
                     async with sem:
-                        body = {"data": {"currentPage": page, "itemsPerPage": 100}}
+                        body = {"currentPage": page, "itemsPerPage": 100}
                         (await client.post("/product_offer/read", json=body)).raise_for_status()
 
                 await asyncio.gather(*(one(p) for p in range(1, pages + 1)))

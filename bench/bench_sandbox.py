@@ -21,9 +21,7 @@ def _client(base_url: str, pages: int, deadline: float, offset: int, out: multip
     with httpx.Client(base_url=base_url, auth=SANDBOX_ACCOUNTS["main"], timeout=30) as client:
         page = offset
         while time.monotonic() < deadline:
-            response = client.post(
-                "/product_offer/read", json={"data": {"currentPage": page % pages + 1, "itemsPerPage": 100}}
-            )
+            response = client.post("/product_offer/read", json={"currentPage": page % pages + 1, "itemsPerPage": 100})
             response.raise_for_status()
             assert len(response.json()["results"]) == 100
             served += 1
@@ -46,7 +44,7 @@ def main() -> None:
         warm = time.perf_counter()
         with httpx.Client(base_url=server.base_url, auth=SANDBOX_ACCOUNTS["main"], timeout=60) as client:
             for page in range(1, pages + 1):  # first reads generate and serialise the catalogue
-                client.post("/product_offer/read", json={"data": {"currentPage": page, "itemsPerPage": 100}})
+                client.post("/product_offer/read", json={"currentPage": page, "itemsPerPage": 100})
         print(f"first full scan (generation included): {pages / (time.perf_counter() - warm):.0f} pages/s")
         ctx = multiprocessing.get_context("spawn")
         queue: multiprocessing.Queue[int] = ctx.Queue()

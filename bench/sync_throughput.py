@@ -34,7 +34,7 @@ async def fetch_payloads(box: c.Sandbox) -> list[tuple[str, int, str]]:
     for account, auth in c.ACCOUNTS.items():
         async with httpx.AsyncClient(base_url=box.base_url, auth=auth, timeout=120) as client:
             for page in range(1, pages + 1):
-                body = {"data": {"currentPage": page, "itemsPerPage": 100}}
+                body = {"currentPage": page, "itemsPerPage": 100}
                 response = await client.post("/product_offer/read", json=body)
                 for offer in orjson.loads(response.content)["results"]:
                     records.append((account, int(offer["id"]), orjson.dumps(offer).decode()))

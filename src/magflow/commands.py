@@ -286,36 +286,202 @@ def sandbox_command(
     hostile_rate: float = typer.Option(
         0.0, min=0.0, max=1.0, help="fraction of offers with hostile values (NUL, lone surrogates...), by --seed"
     ),
+    body_style: str | None = typer.Option(
+        None, help="what a request body is read as: top-level (default), wrapped/data, accept-all/lenient, form"
+    ),
+    error_style: str | None = typer.Option(None, help="iserror200 (default) or http400 for rejected filters"),
+    paging_overflow: str | None = typer.Option(None, help="itemsPerPage > 100: cap (default) or error"),
+    product_sort: str | None = typer.Option(None, help="id_asc (default), id_desc, modified_asc, modified_desc"),
+    insert_at: str | None = typer.Option(None, help="where new offers enter an id-sorted listing: end, front, random"),
+    sparse_products: bool | None = typer.Option(None, "--sparse-products", help="offers with keys absent, nulls..."),
+    empty_objects_as_lists: bool | None = typer.Option(None, "--empty-objects-as-lists", help="PHP's [] for {}"),
+    platform: str | None = typer.Option(None, help="ro (default), bg or hu: currency, language, VAT rates"),
+    currency: str | None = typer.Option(None, help="override the platform's currency (e.g. BGN)"),
+    iserror: str | None = typer.Option(None, help='isError as bool (default), "string" or "missing"'),
+    errors_key: bool | None = typer.Option(None, "--errors-key/--no-errors-key", help='"errors": [] beside messages'),
+    message_objects: bool | None = typer.Option(None, "--message-objects", help="messages as {message, code}"),
+    results_object: bool | None = typer.Option(None, "--results-object", help='results as {"0": ..., "1": ...}'),
+    gzip: bool | None = typer.Option(None, "--gzip", help="gzip every API answer"),
+    rate_scope: str | None = typer.Option(None, help="account (default) or ip: MAIN and FBE share one budget"),
+    count_rejected: bool | None = typer.Option(None, "--count-rejected", help="429s use budget too"),
+    rate_window: str | None = typer.Option(None, help="sliding (default) or fixed (clock-aligned) windows"),
+    limit_before_auth: bool | None = typer.Option(None, "--limit-before-auth", help="wrong passwords use budget"),
+    retry_after: bool | None = typer.Option(None, "--retry-after", help="429s carry Retry-After"),
+    fault: list[str] = typer.Option(
+        [], help="KIND[:COUNT][@ROUTE], repeatable: e.g. captive_html:3, applied_then_500@order/acknowledge"
+    ),
 ) -> None:
     """Run the built-in eMAG marketplace sandbox (an HTTP server speaking the eMAG API)."""
     from magflow.sandbox.server import run_cli
 
-    run_cli(port=port, products=products, seed=seed, host=host, rate_limit=rate_limit, hostile_rate=hostile_rate)
+    switches: dict[str, Any] = {
+        name: value
+        for name, value in {
+            "body_style": body_style, "error_style": error_style, "paging_overflow": paging_overflow,
+            "product_sort": product_sort, "insert_at": insert_at, "sparse_products": sparse_products,
+            "empty_objects_as_lists": empty_objects_as_lists, "platform": platform, "currency": currency,
+            "iserror": iserror, "errors_key": errors_key, "message_objects": message_objects,
+            "results_object": results_object, "gzip": gzip, "rate_scope": rate_scope, "count_rejected": count_rejected,
+            "rate_window": rate_window, "limit_before_auth": limit_before_auth, "retry_after": retry_after,
+        }.items()
+        if value is not None
+    }  # fmt: skip
+    try:
+        run_cli(
+            port=port, products=products, seed=seed, host=host, rate_limit=rate_limit, hostile_rate=hostile_rate,
+            faults=fault, **switches,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise _fail(f"sandbox: {exc}", 2) from None
+
+
+ACCOUNT_CHOICES = ("main", "fbe", "both")
+_STATE_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "info": "dim"}
 
 
 @app.command("test-connection")
-def test_connection(account: str = typer.Option("main", help="main or fbe")) -> None:
-    """Check an account's credentials, IP whitelisting and reachability (no secret is printed)."""
-    from magflow.accounts import account_config, rate_budget
-    from magflow.emag import EmagClient
+def test_connection(
+    account: str = typer.Option("both", help="main, fbe or both (the configured ones)"),
+    deep: bool = typer.Option(
+        False,
+        "--deep",
+        help="also check the IP whitelist, body style, count vs listing, platform, clock, rate-limit "
+        "headers, and predict a full sync's duration",
+    ),
+    detect: bool = typer.Option(
+        False, "--detect", help="try the request formats json, json-data, form and record the first eMAG honours"
+    ),
+) -> None:
+    """Check an account's credentials, IP whitelisting, reachability and paging (no secret is printed)."""
+    if account not in ACCOUNT_CHOICES:
+        raise _fail(f"--account must be main, fbe or both (got {account!r})", 2)
+    from magflow.accounts import account_config, configured_accounts
 
     settings = get_settings()
-
-    async def check() -> Any:
-        budget = rate_budget(settings)
-        try:
-            async with EmagClient(account_config(settings, account), budget=budget) as client:  # type: ignore[arg-type]
-                return await client.check_connection()
-        finally:
-            await budget.aclose()
-
     try:
-        verdict = run(check())
+        if account == "both":
+            configs = configured_accounts(settings)
+            if not configs:
+                account_config(settings, "main")  # raises, naming the settings to set
+        else:
+            configs = {account: account_config(settings, "main" if account == "main" else "fbe")}
     except AccountNotConfiguredError as exc:
         raise _fail(str(exc), 2) from None
-    console.print(f"{account}: {verdict.status} — {verdict.message}")
-    if verdict.status != "ok":
+    failed = run(_connection_checks(configs, deep=deep, detect=detect))
+    if failed:
         raise typer.Exit(1)
+
+
+async def _connection_checks(configs: dict[str, AccountConfig], *, deep: bool, detect: bool) -> bool:
+    """Run the asked checks on every account (in parallel); print them; True when one failed."""
+    import asyncio
+
+    from magflow.accounts import rate_budget, record_request_format, with_recorded_formats
+    from magflow.emag import EmagClient, deep_check, detect_request_format
+
+    settings = get_settings()
+    failed = False
+    # Nothing can have been recorded in an embedded database that was never created: do not create one to look.
+    recorded_anywhere = settings.database_url or (settings.magflow_data_dir / "pgdata").exists()
+    async with _session(migrate=detect) if detect or recorded_anywhere else _no_session() as db:
+        try:
+            if db is not None:
+                configs = await with_recorded_formats(db.bind, configs)
+        except Exception as exc:  # the check itself needs no database: go on with the settings alone
+            reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+            console.print(
+                f"[yellow]could not read the request formats recorded by --detect ({reason}); using the settings "
+                "alone (`magflow db upgrade` creates the schema)[/yellow]"
+            )
+        budget = rate_budget(settings)
+        try:
+            if detect:
+                assert db is not None  # --detect always opens the database: it records what it finds
+                detections = await asyncio.gather(*(detect_request_format(c, budget) for c in configs.values()))
+                _detection_table(detections)
+                for detection in detections:
+                    if detection.found is None:
+                        failed = True
+                        console.print(f"[red]{detection.account}: {detection.message}[/red]", soft_wrap=True)
+                        continue
+                    await record_request_format(db.bind, detection, "`magflow test-connection --detect`")
+                    configs[detection.account] = _recorded(configs[detection.account], detection.found)
+                    console.print(f"[green]{detection.account}: recorded request format {detection.found}[/green]")
+            if deep:
+
+                async def one(config: AccountConfig) -> Any:
+                    async with EmagClient(config, budget=budget) as client:
+                        return await deep_check(client)
+
+                reports = await asyncio.gather(*(one(c) for c in configs.values()))
+                _deep_table(reports)
+                failed = failed or not all(r.ok for r in reports)
+            elif not detect:
+
+                async def quick(config: AccountConfig) -> Any:
+                    async with EmagClient(config, budget=budget) as client:
+                        return await client.check_connection()
+
+                for verdict in await asyncio.gather(*(quick(c) for c in configs.values())):
+                    console.print(f"{verdict.account}: {verdict.status} — {verdict.message}", soft_wrap=True)
+                    failed = failed or not verdict.ok
+        finally:
+            await budget.aclose()
+    return failed
+
+
+@contextlib.asynccontextmanager
+async def _no_session() -> AsyncIterator[None]:
+    yield None
+
+
+def _recorded(config: AccountConfig, found: Any) -> AccountConfig:
+    """The config as a sync will now build it: an account setting still wins over the recorded style."""
+    import dataclasses
+
+    if config.request_format_source == "account_setting":
+        if config.request_format != found:
+            console.print(
+                f"[yellow]{config.env_prefix}_REQUEST_FORMAT={config.request_format} is set and overrides the "
+                f"detected {found}: set it to {found}, or unset it[/yellow]"
+            )
+        return config
+    return dataclasses.replace(config, request_format=found, request_format_source="recorded")
+
+
+def _detection_table(detections: list[Any]) -> None:
+    table = Table(title="request format detection", box=box.SIMPLE_HEAD)
+    for column in ("account", "request format", "honoured", "what eMAG showed"):
+        table.add_column(column)
+    for detection in detections:
+        for trial in detection.trials:
+            works = "[green]yes[/green]" if trial.works else "[red]no[/red]"
+            table.add_row(detection.account, trial.request_format, works, trial.detail)
+        if detection.stopped is not None:
+            table.add_row(detection.account, "-", "[red]stopped[/red]", detection.stopped.message)
+    console.print(table)
+
+
+def _deep_table(reports: list[Any]) -> None:
+    from magflow.emag import combined_estimate
+    from magflow.emag.deep import describe_duration
+
+    table = Table(title="eMAG connection — deep check", box=box.SIMPLE_HEAD, show_lines=False)
+    for column in ("account", "check", "result", "what to do"):
+        table.add_column(column, overflow="fold")
+    for report in reports:
+        for line in report.checks:
+            style = _STATE_STYLE[line.state]
+            table.add_row(report.account, line.name, f"[{style}]{line.result}[/{style}]", line.advice or "")
+    both = combined_estimate(reports)
+    if both is not None:
+        parallel, serial = both
+        table.add_row(
+            "both", "full sync estimate",
+            f"about {describe_duration(parallel)} with both accounts in parallel",
+            f"{describe_duration(serial)} if eMAG counts both accounts against one budget",
+        )  # fmt: skip
+    console.print(table)
 
 
 def parse_uuid(value: str) -> uuid.UUID:
@@ -341,9 +507,11 @@ def status() -> None:
     async def read() -> dict[str, Any]:
         async with _session() as db:
             await _settle_dead_runs(db)
-            return await sync_status(db)
+            return await sync_status(db, get_settings())
 
     report = run(read())
+    for account, info in report.get("request_formats", {}).items():
+        console.print(f"{account}: request format {_format_origin(account, info)}")
     if not report["is_running"]:
         console.print("no product sync is running")
     for current in report.get("active_syncs") or []:
@@ -354,6 +522,23 @@ def status() -> None:
             f"({current.get('percentage', 0)}%) ETA {_short(current.get('estimated_completion_at'))}"
         )
     _history_table("recent syncs", report["recent_syncs"])
+
+
+def _format_origin(account: str, info: dict[str, Any]) -> str:
+    style, source = info["request_format"], info["source"]
+    detected = (
+        f"detected {_short(info['detected_at'])} by {info.get('detected_by') or 'magflow'}"
+        if info.get("detected_format")
+        else None
+    )
+    if source == "account_setting":
+        shown = f"{style} (EMAG_{account.upper()}_REQUEST_FORMAT)"
+        if detected and info["detected_format"] != style:
+            shown += f"; --detect found {info['detected_format']} ({detected})"
+        return shown
+    if source == "recorded":
+        return f"{style} ({detected})"
+    return f"{style} ({'EMAG_REQUEST_FORMAT' if source == 'setting' else 'default'}; not detected)"
 
 
 def _history_table(title: str, rows: list[dict[str, Any]]) -> None:

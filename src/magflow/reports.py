@@ -15,7 +15,9 @@ from typing import Any
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from magflow.config import ACCOUNTS, Settings
 from magflow.models import (
+    EmagAccountState,
     EmagProduct,
     EmagProductChange,
     EmagProductConflict,
@@ -161,8 +163,33 @@ def _current(run: EmagSyncLog, progress: Sequence[EmagSyncProgress]) -> dict[str
     }
 
 
-async def sync_status(session: AsyncSession) -> dict[str, Any]:
-    """Whether a product sync is running or queued (in any process), its live progress, and the last syncs."""
+async def request_formats(session: AsyncSession, settings: Settings) -> dict[str, dict[str, Any]]:
+    """Each configured (or detected) account's request format: the one its syncs use, where that comes from, and
+    the style `magflow test-connection --detect` recorded, with when and how it was found."""
+    from magflow.accounts import RecordedFormat, request_format_of
+
+    rows = (await session.scalars(select(EmagAccountState))).all()
+    recorded = {r.account: r for r in map(RecordedFormat.of, rows) if r is not None}
+    shown: dict[str, dict[str, Any]] = {}
+    for account in ACCOUNTS:
+        found = recorded.get(account)
+        if found is None and not settings.has_credentials(account):
+            continue
+        style, source = request_format_of(settings, account, found)
+        shown[account] = {
+            "request_format": style,
+            "source": source,
+            "detected_format": found.request_format if found else None,
+            "detected_at": found.detected_at if found else None,
+            "detected_by": found.detection.get("detected_by") if found else None,
+            "detection": found.detection if found else None,
+        }
+    return shown
+
+
+async def sync_status(session: AsyncSession, settings: Settings | None = None) -> dict[str, Any]:
+    """Whether a product sync is running or queued (in any process), its live progress, the last syncs, and (given
+    the settings) each account's request format."""
     active = (
         await session.scalars(
             select(EmagSyncLog)
@@ -189,6 +216,7 @@ async def sync_status(session: AsyncSession) -> dict[str, Any]:
         "active_syncs": current,
         "recent_syncs": await _recent(session),
         "checked_at": datetime.now(UTC),
+        "request_formats": await request_formats(session, settings) if settings is not None else {},
     }
 
 

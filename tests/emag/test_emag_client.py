@@ -175,12 +175,23 @@ async def test_an_ip_that_is_not_whitelisted_is_named(
 async def test_a_rejected_filter_names_emags_message_and_field(
     sandbox: Sandbox, config: AccountConfig, fast_budget: InProcessRateBudget
 ) -> None:
+    sandbox.state.set_quirks(error_style="http400")  # the 400 shape; the classic 200 isError one is below
     async with EmagClient(config, budget=fast_budget) as client:
         with pytest.raises(EmagRequestError) as caught:
             await client.read_products_page(1, filters={"status": "active"})
     error = caught.value
     assert (error.status, error.field, error.emag_message) == (400, "status", "Validation errors in your request")
     assert "fix the request's filters" in str(error)
+    assert client.stats.requests == 1
+
+
+async def test_a_filter_rejected_with_a_200_iserror_answer_names_the_field(
+    sandbox: Sandbox, config: AccountConfig, fast_budget: InProcessRateBudget
+) -> None:
+    async with EmagClient(config, budget=fast_budget) as client:
+        with pytest.raises(EmagApiError) as caught:
+            await client.read_products_page(1, filters={"status": "active"})
+    assert caught.value.field == "status" and "status" in str(caught.value)
     assert client.stats.requests == 1
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -104,3 +105,66 @@ def test_faults_over_the_control_api(sandbox: Sandbox) -> None:
         assert control.post("/faults", json={"kind": "502_html"}).json()["pending"] == 1
         assert read(http).status_code == 502
         assert control.post("/faults", json={"kind": "nope"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("route", "other"),
+    [
+        ("product_offer/count", "product_offer/read"),
+        ("order/read", "order/count"),
+        ("order/count", "order/read"),
+        ("vat/read", "product_offer/count"),
+    ],
+)
+def test_a_fault_can_target_any_route_and_leaves_the_others_alone(sandbox: Sandbox, route: str, other: str) -> None:
+    with sandbox.control() as control, sandbox.client() as http:
+        control.post("/faults", json={"kind": "502_html", "count": 2, "route": route})
+        assert read(http, other).status_code == 200
+        assert [read(http, route).status_code for _ in range(3)] == [502, 502, 200]
+
+
+def test_acknowledge_can_fail_and_can_be_applied_then_answered_500(sandbox: Sandbox) -> None:
+    first, second = sandbox.state.add_orders("main", 2)
+    status = {o["id"]: o["status"] for o in sandbox.state.orders_truth("main")}
+    assert status[first] == status[second] == 1
+    sandbox.state.faults.inject("500", route="order/acknowledge")
+    sandbox.state.faults.inject("applied_then_500", route="order/acknowledge")
+    with sandbox.client() as http:
+        failed = read(http, f"order/acknowledge/{first}")
+        applied = read(http, f"order/acknowledge/{second}")
+    status = {o["id"]: o["status"] for o in sandbox.state.orders_truth("main")}
+    assert (failed.status_code, status[first]) == (500, 1), "a plain 500: nothing happened"
+    assert (applied.status_code, status[second]) == (500, 2), "applied_then_500: acknowledged, then a 500"
+    assert b"500 Internal Server Error" in applied.content
+
+
+def test_applied_then_500_on_a_page_read_counts_the_page_as_served(sandbox: Sandbox) -> None:
+    handle = sandbox.state.after_reads(1, lambda: "ran", account="main")
+    sandbox.state.faults.inject("applied_then_500", page=1)
+    with sandbox.client() as http:
+        assert read(http).status_code == 500
+    assert handle.wait() == "ran"
+
+
+def test_faults_on_every_route_with_star_and_from_specs(make_sandbox: Any) -> None:
+    sandbox = make_sandbox(products=50, faults=["captive_html:2@*", "500@vat/read"])
+    with sandbox.client() as http:
+        statuses = [read(http, route).status_code for route in ("order/count", "vat/read", "vat/read", "vat/read")]
+    assert statuses == [200, 200, 500, 200]
+    assert sandbox.state.faults.triggered == ["captive_html", "captive_html", "500"]
+    sandbox.state.reset()
+    assert sandbox.state.faults.pending() == 3, "a reset injects the constructed faults again"
+    with pytest.raises(ValueError, match="KIND"):
+        make_sandbox(products=5, faults=["500:many"])
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        make_sandbox(products=5, faults=["418"])
+
+
+def test_ok_without_iserror_and_empty_results_on_order_reads(sandbox: Sandbox) -> None:
+    sandbox.state.faults.inject("ok_without_iserror", route="order/read")
+    sandbox.state.faults.inject("empty_page", route="order/read")
+    with sandbox.client() as http:
+        missing = read(http, "order/read").json()
+        empty = read(http, "order/read").json()
+    assert "isError" not in missing and len(missing["results"]) == 100
+    assert empty["isError"] is False and empty["results"] == []

@@ -38,9 +38,20 @@ def test_status_filter_accepts_a_list(sandbox: Sandbox) -> None:
 )
 def test_bad_date_windows_are_validation_errors(sandbox: Sandbox, data: dict[str, str]) -> None:
     with sandbox.client() as http:
-        response = read(http, "order/read", **data)
-    assert response.status_code == 400
-    assert response.json()["message"] == "Validation errors in your request"
+        answered = read(http, "order/read", **data)
+        sandbox.state.set_quirks(error_style="http400")
+        refused = read(http, "order/read", **data)
+    field = next(iter(data)) if len(data) == 1 else "createdBefore"
+    assert answered.status_code == 200
+    assert answered.json() == {
+        "isError": True,
+        "messages": [answered.json()["errors"][0]["message"]],
+        "results": [],
+        "errors": [{"message": answered.json()["messages"][0], "field": field}],
+    }
+    assert refused.status_code == 400
+    assert refused.json()["message"] == "Validation errors in your request"
+    assert refused.json()["errors"] == answered.json()["errors"]
 
 
 def test_new_orders_acknowledge_and_the_modified_window(sandbox: Sandbox) -> None:
@@ -57,7 +68,9 @@ def test_new_orders_acknowledge_and_the_modified_window(sandbox: Sandbox) -> Non
     assert datetime.strptime(acknowledged["modified"], FMT) >= datetime.strptime(start, FMT)
 
 
-def test_vat_rates(sandbox: Sandbox) -> None:
+def test_vat_rates_are_romanias_since_august_2025(sandbox: Sandbox) -> None:
     with sandbox.client() as http:
         rates = read(http, "vat/read").json()["results"]
-    assert {r["vat_rate"] for r in rates} == {0.19, 0.09, 0.05, 0.0}
+    assert {(r["vat_rate"], r["is_default"]) for r in rates} == {(0.21, 1), (0.11, 0), (0.0, 0)}
+    vat_ids = {r["vat_id"] for r in rates}
+    assert {p["vat_id"] for p in sandbox.state.truth("main")} <= vat_ids, "every offer's vat_id is a listed rate"

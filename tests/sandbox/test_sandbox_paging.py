@@ -24,14 +24,22 @@ def test_count_answers_strings_like_emag(sandbox: Sandbox) -> None:
         "isError": False,
         "messages": [],
         "results": {"noOfItems": "300", "noOfPages": "10", "itemsPerPage": "33"},
+        "errors": [],
     }
 
 
-def test_more_than_100_items_per_page_is_a_validation_error(sandbox: Sandbox) -> None:
+def test_more_than_100_items_per_page_silently_serves_100_or_is_refused_when_paging_overflow_is_error(
+    sandbox: Sandbox,
+) -> None:
     with sandbox.client() as http:
-        response = read(http, itemsPerPage=101)
-    assert response.status_code == 400
-    assert response.json()["errors"][0]["field"] == "itemsPerPage"
+        capped = read(http, itemsPerPage=250)
+        count = read(http, "product_offer/count", itemsPerPage=250).json()["results"]
+        sandbox.state.set_quirks(paging_overflow="error", error_style="http400")
+        refused = read(http, itemsPerPage=101)
+    assert capped.status_code == 200 and len(capped.json()["results"]) == 100
+    assert count == {"noOfItems": "300", "noOfPages": "3", "itemsPerPage": "100"}
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["field"] == "itemsPerPage"
 
 
 def test_accounts_share_skus_under_different_offer_ids(sandbox: Sandbox) -> None:

@@ -18,21 +18,21 @@ from magflow.models import EmagSyncLog
 from magflow.sync.transforms import TransformHookError, load_transform
 from magflow.testing.sync import stored
 
-VAT = {1: Decimal("0.19"), 2: Decimal("0.09"), 3: Decimal("0.05"), 4: Decimal("0")}
-
 
 async def test_the_hook_adds_computed_fields_from_the_accounts_vat_rates(
     sandbox: Any, run_sync: Any, clean_engine: AsyncEngine
 ) -> None:
+    # The account's rates as vat/read serves them (Romania since August 2025: 21 % and 11 %).
+    vat = {int(r["vat_id"]): Decimal(str(r["vat_rate"])) for r in sandbox.state.vat_rates()}
     hook = load_transform("magflow.sync.transforms:price_with_vat")
     result = await run_sync(account="main", mode="full", service={"transform": hook})
     assert result["status"] == "completed"
     rows = (await stored(clean_engine, "main")).values()
-    priced = [r for r in rows if r.sale_price is not None and r.vat_id in VAT]
+    priced = [r for r in rows if r.sale_price is not None and r.vat_id in vat]
     assert priced
     for row in priced:
         assert row.sale_price is not None and row.vat_id is not None
-        expected = (row.sale_price * (1 + VAT[row.vat_id])).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        expected = (row.sale_price * (1 + vat[row.vat_id])).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
         assert Decimal(row.computed_fields["sale_price_with_vat"]) == expected
 
 

@@ -14,6 +14,7 @@ AccountOrBoth = Literal["main", "fbe", "both"]
 Mode = Literal["incremental", "full", "selective"]
 Strategy = Literal["emag_priority", "local_priority", "newest_wins", "manual"]
 RunStatus = Literal["queued", "running", "completed", "partial", "failed", "interrupted", "cancelled"]
+RequestFormat = Literal["json", "json-data", "form"]
 
 OfferId = Annotated[int, Field(ge=1, le=2**53)]
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -218,12 +219,29 @@ class CurrentSync(BaseModel):
     accounts: list[AccountProgress]
 
 
+class RequestFormatInfo(BaseModel):
+    """How an account's requests are written, and what `magflow test-connection --detect` recorded."""
+
+    request_format: RequestFormat = Field(description="the body style syncs of this account use")
+    source: Literal["account_setting", "recorded", "setting", "default"] = Field(
+        description="account_setting: EMAG_<ACCOUNT>_REQUEST_FORMAT; recorded: found by `magflow test-connection "
+        "--detect`; setting: EMAG_REQUEST_FORMAT; default: json"
+    )
+    detected_format: RequestFormat | None = None
+    detected_at: datetime | None = None
+    detected_by: str | None = None
+    detection: dict[str, Any] | None = Field(default=None, description="each style tried and what it showed")
+
+
 class StatusResponse(BaseModel):
     is_running: bool
     current_sync: CurrentSync | None
     active_syncs: list[CurrentSync]
     recent_syncs: list[SyncRun]
     checked_at: datetime
+    request_formats: dict[str, RequestFormatInfo] = Field(
+        default_factory=dict, description="per configured account: the request format (body style) and its origin"
+    )
 
 
 class AccountCounts(BaseModel):
@@ -378,15 +396,44 @@ class ConflictResolution(StrippedInput):
         return self
 
 
+class DeepCheckLine(BaseModel):
+    name: str = Field(description="credentials, IP whitelist, request format, count vs listing, platform, ...")
+    state: Literal["ok", "warn", "fail", "info"]
+    result: str
+    advice: str | None = Field(default=None, description="what to do, when there is something to do")
+
+
+class DeepCheck(BaseModel):
+    """`?deep=true`: everything a first connection to a real account should establish (about 6 requests)."""
+
+    ok: bool = Field(description="no check failed")
+    host: str
+    platform: Literal["RO", "BG", "HU", "FD-RO", "FD-BG"] | None = Field(description="from the base URL's host")
+    expected_currency: str | None
+    currencies_seen: list[str] = Field(description="the currency of the offers read")
+    request_format: RequestFormat
+    request_format_origin: str = Field(description="the setting (or detection) the body style comes from")
+    paging: Literal["honoured", "ignored", "unproven"] | None
+    filters: Literal["honoured", "ignored", "unproven"] | None
+    product_count: int | None
+    listing_agrees: bool | None = Field(description="the listing ends where product_offer/count says")
+    clock_offset_seconds: float | None = Field(description="eMAG's Date header minus this machine's clock")
+    rate_limit_headers: dict[str, str] = Field(description="the X-RateLimit-* headers eMAG sent")
+    full_sync_requests: int | None
+    requests_per_second: float | None = Field(description="the configured budget (EMAG_RATE_LIMIT_PER_*)")
+    predicted_full_sync_seconds: float | None
+    requests_used: int = Field(description="requests this check sent")
+    checks: list[DeepCheckLine]
+
+
 class ConnectionResult(BaseModel):
     account_type: AccountType
-    status: Literal["ok", "auth_failed", "ip_not_whitelisted", "unreachable", "rate_limited", "error"]
+    status: Literal[
+        "ok", "auth_failed", "ip_not_whitelisted", "unreachable", "rate_limited", "error", "paging_ignored",
+        "count_mismatch",
+    ]  # fmt: skip
     connected: bool
     message: str
     product_count: int | None = None
     latency_ms: float | None = None
-
-
-class Health(BaseModel):
-    status: Literal["ok"]
-    version: str
+    deep: DeepCheck | None = Field(default=None, description="only with ?deep=true")

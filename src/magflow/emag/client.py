@@ -150,6 +150,19 @@ class EmagClient:
             "product_offer/count", {"itemsPerPage": 100}, lambda r: parse_count(r, 100), max_attempts=attempts
         )
 
+    async def _read_once(
+        self, page: int, items_per_page: int, filters: Mapping[str, Any] | None, attempts: int
+    ) -> ProductPage:
+        """One page with few attempts: the connection checks answer quickly rather than wait out an outage."""
+        data = {**(filters or {}), "currentPage": page, "itemsPerPage": _per_page(items_per_page)}
+        return await self._transport.call(
+            "product_offer/read",
+            data,
+            lambda results: parse_product_page(results, page, items_per_page),
+            page=page,
+            max_attempts=attempts,
+        )
+
 
 def _per_page(items_per_page: int) -> int:
     if not 1 <= items_per_page <= MAX_ITEMS_PER_PAGE:

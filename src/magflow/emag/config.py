@@ -6,6 +6,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Bucket = Literal["default", "orders"]
+# How a request's parameters travel. eMAG's document says the POST data has one key, `data`; its own PHP plugins send
+# it form-encoded (`data[currentPage]=2`); every production JSON client puts the keys at the top level, no wrapper.
+#   json       {"currentPage": 2, "itemsPerPage": 100, ...}          (the default)
+#   json-data  {"data": {"currentPage": 2, ...}}
+#   form       data[currentPage]=2&data[itemsPerPage]=100, lists as data[key][]=v
+RequestFormat = Literal["json", "json-data", "form"]
+REQUEST_FORMATS: tuple[RequestFormat, ...] = ("json", "json-data", "form")
+# Where an account's style came from, strongest first: EMAG_<ACCOUNT>_REQUEST_FORMAT, the style recorded by
+# `magflow test-connection --detect`, EMAG_REQUEST_FORMAT, the default. "explicit": built in code (tests, the sandbox).
+RequestFormatSource = Literal["account_setting", "recorded", "setting", "default", "explicit"]
 DEFAULT_BASE_URL = "https://marketplace-api.emag.ro/api-3"
 MIN_LATENESS_TOLERANCE = 0.01  # below this, re-reserving cannot help: every wake-up is a little late
 
@@ -66,17 +76,21 @@ class AccountConfig:
     backoff_base_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
     max_connections: int = 8
+    request_format: RequestFormat = "json"
+    request_format_source: RequestFormatSource = "explicit"
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.timeout_seconds <= 0 or self.connect_timeout_seconds <= 0 or self.deadline_seconds <= 0:
             raise ValueError("timeouts and the deadline must be positive")
+        if self.request_format not in REQUEST_FORMATS:
+            raise ValueError(f"request_format must be one of {', '.join(REQUEST_FORMATS)}")
 
     def __repr__(self) -> str:
         return (
             f"AccountConfig(account={self.account!r}, username={self.username!r}, password='***', "
-            f"base_url={self.base_url!r})"
+            f"base_url={self.base_url!r}, request_format={self.request_format!r})"
         )
 
     __str__ = __repr__
@@ -84,3 +98,22 @@ class AccountConfig:
     @property
     def env_prefix(self) -> str:
         return f"EMAG_{self.account.upper()}"
+
+    @property
+    def request_format_origin(self) -> str:
+        """The body style as the user set it: `EMAG_REQUEST_FORMAT=json`, or where else it came from."""
+        if self.request_format_source == "account_setting":
+            return f"{self.env_prefix}_REQUEST_FORMAT={self.request_format}"
+        if self.request_format_source == "recorded":
+            return f"the request format {self.request_format} recorded by `magflow test-connection --detect`"
+        return f"EMAG_REQUEST_FORMAT={self.request_format}"
+
+    @property
+    def request_format_advice(self) -> str:
+        """What to do when eMAG does not honour this style."""
+        if self.request_format_source == "account_setting":
+            return (
+                f"run `magflow test-connection --detect` and set {self.env_prefix}_REQUEST_FORMAT to the "
+                "format it finds (or unset it)"
+            )
+        return "run `magflow test-connection --detect`"

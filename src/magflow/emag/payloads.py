@@ -2,7 +2,8 @@
 
 Tolerated (see docs/emag-api.md): counts as strings, `offer_validation_status` as a list or an object,
 `ownership` as an int or a bool, GPSR `manufacturer`/`eu_representative` as a flag or a list, PHP's
-`[]` for an empty object, numbers sent as strings. Unknown keys are kept in `raw`. A value of the wrong
+`[]` for an empty object wherever an object belongs (alone or inside a list), `results` (and any list) as
+an object keyed by position, numbers sent as strings. Unknown keys are kept in `raw`. A value of the wrong
 kind where a number or a list is required (a price of "abc") rejects that one offer, never the page.
 """
 
@@ -15,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from magflow.emag.cleaning import clean, describe, needs_cleaning
+from magflow.emag.errors import emag_text
 
 SELLABLE_VALIDATION_STATUSES = frozenset({3, 9, 11, 12})
 OWNERSHIP_FROM_BOOL = {True: 1, False: 2}  # official doc: 1 eligible for content updates, 2 not
@@ -119,7 +121,7 @@ class ProductOffer:
         if needs_cleaning(raw):
             raw, notes = clean(dict(raw))
             cleaned = describe(notes) if notes else None
-        offer_id = _int(raw.get("id"), "id")
+        offer_id = _offer_id(raw.get("id"))
         if offer_id is None:
             raise PayloadError("id", raw.get("id"), "an integer offer id")
         get = raw.get
@@ -206,15 +208,18 @@ def parse_product_page(results: Any, page: int, items_per_page: int) -> ProductP
                 entry, _ = clean(dict(entry))  # a quarantined offer's payload is stored too
             raw_id = entry.get("id") if isinstance(entry, Mapping) else None
             try:
-                offer_id = _int(raw_id, "id")
+                offer_id = _offer_id(raw_id)
             except PayloadError:
                 offer_id = None
-            rejected.append(RejectedOffer(offer_id=offer_id, reason=str(exc), raw=entry))
+            rejected.append(RejectedOffer(offer_id=offer_id, reason=emag_text(exc), raw=entry))
     return ProductPage(page, items_per_page, offers, rejected, len(entries))
 
 
 def parse_count(results: Any, items_per_page: int) -> ProductCount:
-    """`{"noOfItems": "1234", "noOfPages": "13", "itemsPerPage": "100"}`, numbers as strings or ints."""
+    """`{"noOfItems": "1234", "noOfPages": "13", "itemsPerPage": "100"}`, numbers as strings or ints; also
+    wrapped in a list of one or in an object keyed by position (`{"0": {...}}`)."""
+    if isinstance(results, Mapping) and "noOfItems" not in results and _by_position(results):
+        results = list(results.values())
     if isinstance(results, list) and len(results) == 1:
         results = results[0]
     if not isinstance(results, Mapping):
@@ -240,8 +245,28 @@ def _results_list(results: Any) -> list[Any]:
     if isinstance(results, list):
         return results
     if isinstance(results, Mapping):
-        return list(results.values())
+        # PHP's json_encode turns an array whose keys are not 0..n-1 into an object keyed by position.
+        return _in_position_order(results)
     raise PayloadError("results", results, "a list")
+
+
+def _by_position(value: Mapping[Any, Any]) -> bool:
+    return all(isinstance(key, str) and key.isdigit() for key in value)
+
+
+def _in_position_order(value: Mapping[Any, Any]) -> list[Any]:
+    if value and _by_position(value):
+        return [value[key] for key in sorted(value, key=int)]
+    return list(value.values())
+
+
+def _offer_id(value: Any) -> int | None:
+    """An offer id, which keys a BIGINT column: an id beyond 64 bits cannot name a row (the offer is rejected
+    without an id, so it can never block the statements that record which offers a page listed)."""
+    offer_id = _int(value, "id")
+    if offer_id is not None and not -(2**63) <= offer_id < 2**63:
+        raise PayloadError("id", value, "an offer id within 64 bits")
+    return offer_id
 
 
 def _int(value: Any, key: str) -> int | None:
@@ -262,7 +287,8 @@ def _int(value: Any, key: str) -> int | None:
             except InvalidOperation:
                 pass
             else:
-                if number == number.to_integral_value():
+                # "1e999999999" is an integer too, whose int() would take minutes: nothing eMAG counts is that big.
+                if number.is_finite() and number.adjusted() <= 30 and number == number.to_integral_value():
                     return int(number)
     raise PayloadError(key, value, "an integer")
 
@@ -314,7 +340,7 @@ def _list(value: Any, key: str) -> list[Any]:
     if isinstance(value, list):
         return value
     if isinstance(value, dict):  # PHP serialises an empty array as {} and a sparse one as an object
-        return list(value.values())
+        return _in_position_order(value)
     raise PayloadError(key, value, "a list")
 
 
@@ -323,9 +349,10 @@ def _optional_list(value: Any, key: str) -> list[Any] | None:
 
 
 def _objects(value: Any, key: str) -> list[dict[str, Any]]:
-    items = _list(value, key)
-    if isinstance(value, dict) and value and all(not isinstance(v, dict) for v in value.values()):
+    one_object = isinstance(value, dict) and value and not _by_position(value)
+    if one_object and all(not isinstance(v, dict) for v in value.values()):
         return [dict(value)]  # one object sent instead of a list of one
+    items = [{} if item == [] else item for item in _list(value, key)]  # PHP's [] for an empty object
     if not all(isinstance(item, dict) for item in items):
         raise PayloadError(key, value, "a list of objects")
     return items
@@ -343,7 +370,7 @@ def _status(value: Any, key: str) -> tuple[int | None, str | None]:
     """validation statuses arrive as a list of `{value, description}` or as one such object."""
     if isinstance(value, list):
         value = value[0] if value else None
-    if value is None:
+    if value is None or value == [] or value == {}:  # PHP's [] for an empty object
         return None, None
     if isinstance(value, dict):
         description = value.get("description", value.get("Description"))

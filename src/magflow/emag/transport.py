@@ -1,27 +1,28 @@
-"""One eMAG call, done right: rate budget, HTTP Basic, the `{"data": ...}` body, typed errors, retries.
+"""One eMAG call, done right: rate budget, HTTP Basic, the body in the account's style, typed errors, retries.
 
 Every failure becomes an `EmagError`; httpx errors never escape. Transient failures (5xx, HTML or
-truncated bodies, timeouts, resets, a 200 without `isError`) and 429s are retried with exponential
-backoff and jitter, `Retry-After` honoured, within `max_attempts` and `deadline_seconds`.
+truncated bodies, timeouts, resets, undecodable bodies, a 200 without a readable `isError`) and 429s are
+retried with exponential backoff and jitter, `Retry-After` (or a spent `X-RateLimit-Remaining-*` window)
+honoured, within `max_attempts` and `deadline_seconds`. One request, body included, must finish within
+`timeout_seconds`: a page that trickles in forever is a timeout, not a hang.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import random
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn, TypeVar
 
 import httpx
-import orjson
 
+from magflow.emag import envelope
+from magflow.emag.body import encode
 from magflow.emag.config import AccountConfig, Bucket
 from magflow.emag.errors import (
     EmagApiError,
@@ -51,11 +52,15 @@ COLD_WEIGHT = 1.5
 
 @dataclass(slots=True)
 class ClientStats:
+    """What the client saw: counts, and the last rate-limit headers and clock offset eMAG's answers carried."""
+
     requests: int = 0
     retries: int = 0
     http_429: int = 0
     rate_wait_seconds: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+    rate_limit_headers: dict[str, str] = field(default_factory=dict)
+    clock_offset_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,7 @@ class _Retry:
     network: bool = False
     rate_limited: bool = False
     retry_after: float | None = None
+    advice: str | None = None
 
 
 class Redactor:
@@ -97,7 +103,7 @@ class Transport:
                 max_keepalive_connections=config.max_connections,
                 keepalive_expiry=KEEPALIVE_SECONDS,
             ),
-            headers={"Accept": "application/json", "Content-Type": "application/json"},
+            headers={"Accept": "application/json"},
         )
 
     async def aclose(self) -> None:
@@ -113,14 +119,14 @@ class Transport:
         page: int | None = None,
         max_attempts: int | None = None,
     ) -> T:
-        """POST `{"data": data}` to `route` and return `parse(results)`, retrying what can be retried."""
+        """POST `data` to `route` in the account's body style; return `parse(results)`, retrying what can be."""
         attempts = max_attempts or self.config.max_attempts
         deadline = time.monotonic() + self.config.deadline_seconds
-        body = orjson.dumps({"data": dict(data)}) if data is not None else b"{}"
+        body, content_type = encode(data, self.config.request_format)
         attempt = 0
         while True:
             attempt += 1
-            retry = await self._attempt(route, body, parse, bucket, page, attempt, deadline)
+            retry = await self._attempt(route, body, content_type, parse, bucket, page, attempt, deadline)
             if not isinstance(retry, _Retry):
                 return retry
             delay = self._delay(attempt, retry)
@@ -138,17 +144,16 @@ class Transport:
                 await asyncio.sleep(delay)
 
     async def _attempt(
-        self, route: str, body: bytes, parse: Callable[[Any], T], bucket: Bucket, page: int | None,
-        attempt: int, deadline: float,
+        self, route: str, body: bytes, content_type: str, parse: Callable[[Any], T], bucket: Bucket,
+        page: int | None, attempt: int, deadline: float,
     ) -> T | _Retry:  # fmt: skip
         waited = await self.budget.acquire(self.config.account, bucket, self._weight())
         self.stats.rate_wait_seconds += waited
         record_budget_wait(self.config.account, bucket, waited)
         remaining = max(0.1, deadline - time.monotonic())
-        timeout = httpx.Timeout(
-            min(self.config.timeout_seconds, remaining),
-            connect=min(self.config.connect_timeout_seconds, remaining),
-        )
+        read_seconds = min(self.config.timeout_seconds, remaining)
+        connect_seconds = min(self.config.connect_timeout_seconds, remaining)
+        timeout = httpx.Timeout(read_seconds, connect=connect_seconds)
         self.stats.requests += 1
         if self.config.detailed_log:
             wire_log.info(
@@ -157,15 +162,28 @@ class Transport:
             )  # fmt: skip
         started = time.monotonic()
         try:
-            response = await self._http.post(route, content=body, timeout=timeout)
-        except httpx.TimeoutException as exc:
+            # httpx's read timeout bounds each socket read; this bounds the whole answer, body included.
+            async with asyncio.timeout(read_seconds + connect_seconds):
+                response = await self._http.post(
+                    route, content=body, timeout=timeout, headers={"Content-Type": content_type}
+                )
+        except (httpx.TimeoutException, TimeoutError) as exc:
             record_emag_request(self.config.account, route, "timeout", time.monotonic() - started)
             return self._logged_failure(
-                route, _Retry(f"no answer within {timeout.read:g}s ({type(exc).__name__})", True)
+                route, _Retry(f"no answer within {read_seconds:g}s ({type(exc).__name__})", True)
             )
         except httpx.TransportError as exc:
             record_emag_request(self.config.account, route, "network", time.monotonic() - started)
             return self._logged_failure(route, _Retry(f"connection failed ({type(exc).__name__})", network=True))
+        except httpx.DecodingError as exc:
+            # A body labelled gzip that is not: eMAG's own gzip is decoded by httpx, so a proxy is the suspect.
+            record_emag_request(self.config.account, route, "network", time.monotonic() - started)
+            reason = f"the answer could not be decoded ({self.redact(str(exc))[:120]})"
+            return self._logged_failure(route, _Retry(reason, advice=envelope.PROXY_ADVICE))
+        except httpx.HTTPError as exc:
+            record_emag_request(self.config.account, route, "network", time.monotonic() - started)
+            return self._logged_failure(route, _Retry(f"request failed ({type(exc).__name__})", network=True))
+        self._note_headers(response)
         elapsed_ms = (time.monotonic() - started) * 1000
         record_emag_request(self.config.account, route, response.status_code, elapsed_ms / 1000)
         if self.config.detailed_log:
@@ -200,6 +218,14 @@ class Transport:
             return COLD_WEIGHT
         return 1.0
 
+    def _note_headers(self, response: httpx.Response) -> None:
+        limits = envelope.rate_limit_headers(response)
+        if limits:
+            self.stats.rate_limit_headers = limits
+        offset = envelope.clock_offset(response, time.time())
+        if offset is not None:
+            self.stats.clock_offset_seconds = offset
+
     def _logged_failure(self, route: str, retry: _Retry) -> _Retry:
         if self.config.detailed_log:
             wire_log.info("eMAG response account=%s %s failed: %s", self.config.account, route, retry.reason)
@@ -209,38 +235,51 @@ class Transport:
         """eMAG's `results`, a `_Retry`, or raise the permanent error this answer means."""
         status = response.status_code
         account = self.config.account
-        payload = _json(response.content)
-        messages = [self.redact(m) for m in _messages(payload)]
+        payload = envelope.loads(response.content)
+        messages = [self.redact(m) for m in envelope.messages(payload)]
+        problems = envelope.field_errors(payload, self.redact)
         if status == 429:
             self.stats.http_429 += 1
-            return _Retry("HTTP 429 rate limit exceeded", rate_limited=True, retry_after=_retry_after(response))
-        for message in messages:
+            wait = envelope.retry_after(response)
+            if wait is None and (window := envelope.spent_window(response)) is not None:
+                wait = min(window, self.config.backoff_max_seconds)
+            return _Retry("HTTP 429 rate limit exceeded", rate_limited=True, retry_after=wait)
+        for message in [*messages, *(text for _, text in problems)]:
             if match := _IP_PATTERN.search(message):
                 self._raise(EmagIpNotWhitelistedError(account=account, ip=match.group(1).strip() or None,
                                                       route=route, page=page))  # fmt: skip
         if status in (401, 403):
             self._raise(EmagAuthError(account=account, route=route, page=page, status=status))
         if status >= 500 or status in (408, 425):
-            return _Retry(f"HTTP {status}{_describe_body(response, payload)}", retry_after=_retry_after(response))
+            return _Retry(
+                f"HTTP {status}{envelope.describe_body(response, payload)}", retry_after=envelope.retry_after(response)
+            )
         if status >= 300:
             if payload is None and status != 404:
-                return _Retry(f"HTTP {status}{_describe_body(response, payload)}")
+                return _Retry(f"HTTP {status}{envelope.describe_body(response, payload)}")
             said = payload.get("message") if isinstance(payload, dict) else None
             said = said or "; ".join(messages) or response.reason_phrase
             self._raise(
                 EmagRequestError(
                     account=account, route=route, page=page, status=status,
-                    emag_message=self.redact(str(said)),
-                    fields=_field_errors(payload, self.redact),
+                    emag_message=self.redact(str(said)), fields=problems,
                 )
             )  # fmt: skip
         if payload is None:
-            return _Retry(f"HTTP {status}{_describe_body(response, payload)}")
-        if not isinstance(payload, dict) or "isError" not in payload:
-            log.warning("eMAG answered %s for account %s without isError; treating it as not applied", route, account)
-            return _Retry(f"HTTP {status} without isError")
-        if payload["isError"] not in (False, 0, "false", "0", None):
-            self._raise(EmagApiError(account=account, route=route, page=page, messages=messages))
+            advice = envelope.PROXY_ADVICE if envelope.is_html(response) else None
+            return _Retry(f"HTTP {status}{envelope.describe_body(response, payload)}", advice=advice)
+        flag = envelope.is_error(payload.get("isError")) if isinstance(payload, dict) else None
+        if flag is None:
+            has_flag = isinstance(payload, dict) and "isError" in payload
+            shown = f"with isError {str(payload['isError'])[:20]!r}" if has_flag else "without isError"
+            log.warning("eMAG answered %s for account %s %s; treating it as not applied", route, account, shown)
+            return _Retry(f"HTTP {status} {shown}")
+        if flag:
+            named = [f"{name}: {text}" if name else text for name, text in problems]
+            said = [m for m in messages if m not in {text for _, text in problems}] + named
+            self._raise(EmagApiError(account=account, route=route, page=page, messages=said, fields=problems))
+        if problems:
+            log.warning("eMAG answered %s for account %s without error but with errors: %s", route, account, problems)
         return payload.get("results")
 
     def _delay(self, attempt: int, retry: _Retry) -> float:
@@ -261,6 +300,7 @@ class Transport:
                 reason=retry.reason,
                 attempts=attempts,
                 network=retry.network,
+                advice=retry.advice,
             )
         )
 
@@ -272,69 +312,3 @@ class Transport:
 
 def _where(route: str, page: int | None) -> str:
     return f"{route} page {page}" if page is not None else route
-
-
-def _json(content: bytes) -> Any:
-    if not content.strip():
-        return None
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        pass
-    # orjson refuses a lone surrogate escape ("\ud83d", half an emoji) that PHP's json_encode sends; the standard
-    # library reads it, and the offer holding it is cleaned when it is parsed (magflow.emag.cleaning).
-    try:
-        return json.loads(content)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _messages(payload: Any) -> list[str]:
-    if not isinstance(payload, dict):
-        return []
-    raw = payload.get("messages")
-    items = raw if isinstance(raw, list) else [raw] if raw else []
-    if payload.get("message"):
-        items = [*items, payload["message"]]
-    texts = []
-    for item in items:
-        if isinstance(item, dict):
-            item = item.get("message") or item.get("text") or orjson.dumps(item).decode()
-        texts.append(str(item))
-    return texts
-
-
-def _field_errors(payload: Any, redact: Callable[[str], str]) -> list[tuple[str | None, str]]:
-    errors = payload.get("errors") if isinstance(payload, dict) else None
-    found: list[tuple[str | None, str]] = []
-    for entry in errors if isinstance(errors, list) else []:
-        if isinstance(entry, dict):
-            field_name = entry.get("field")
-            found.append((str(field_name) if field_name else None, redact(str(entry.get("message", "")))))
-        else:
-            found.append((None, redact(str(entry))))
-    return found
-
-
-def _describe_body(response: httpx.Response, payload: Any) -> str:
-    if not response.content.strip():
-        return " with an empty body"
-    if "html" in response.headers.get("content-type", "").lower() or response.content.lstrip()[:1] == b"<":
-        return " with an HTML body"
-    if payload is None:
-        return " with a body that is not valid JSON"
-    return ""
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None

@@ -33,7 +33,16 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SYNC_DURATION_BUCKETS: tuple[float, ...] = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
-CONNECTION_STATUSES = ("ok", "auth_failed", "ip_not_whitelisted", "unreachable", "rate_limited", "error")
+CONNECTION_STATUSES = (
+    "ok",
+    "auth_failed",
+    "ip_not_whitelisted",
+    "unreachable",
+    "rate_limited",
+    "paging_ignored",
+    "count_mismatch",
+    "error",
+)
 ITEM_OUTCOMES = ("created", "updated", "unchanged", "failed")
 QUERY_TIMEOUT_SECONDS = 5.0
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from hashlib import blake2b
 from typing import Any, TypeVar
 
+from magflow.sandbox.platforms import PLATFORMS, Platform
+
 T = TypeVar("T")
 
 Product = dict[str, Any]
@@ -207,7 +209,10 @@ def content(seed: int, index: int) -> Product:
     }
 
 
-def offer(seed: int, account: str, index: int, product_id: int, documentation: Product) -> Product:
+def offer(
+    seed: int, account: str, index: int, product_id: int, documentation: Product, market: Platform = PLATFORMS["ro"],
+    currency: str | None = None,
+) -> Product:  # fmt: skip
     """A full product-offer record: documentation plus this account's offer data and the real-data quirks."""
     rng = Draw(seed, account, index)
     warehouses = [1] if account == "fbe" or rng.random() < 0.6 else rng.sample([1, 2, 3], rng.randint(2, 3))
@@ -226,6 +231,9 @@ def offer(seed: int, account: str, index: int, product_id: int, documentation: P
     ownership_int = 1 if rng.random() < 0.7 else 2
     product = dict(documentation)
     manufacturer, representative = product.pop("_gpsr")
+    if market.code != "ro":
+        product["url"] = product["url"].replace(".ro/", f".{market.code}/")
+        product["source_language"] = market.language
     general = sum(s["value"] for s in stock)
     product.update(
         {
@@ -234,8 +242,8 @@ def offer(seed: int, account: str, index: int, product_id: int, documentation: P
             "recommended_price": round(price * rng.uniform(1.05, 1.4), 4) if rng.random() < 0.35 else 0,
             "min_sale_price": round(price * 0.8, 4),
             "max_sale_price": round(price * 1.5, 4),
-            "currency": "RON",
-            "vat_id": rng.choice([1, 1, 1, 1, 2, 3]),
+            "currency": currency or market.currency,
+            "vat_id": market.vat_id(rng.choice([1, 1, 1, 1, 2, 3])),
             "green_tax": 0,
             "stock": stock,
             "general_stock": general,
@@ -287,10 +295,13 @@ def shared_layout(account: str, count: int, shared_fraction: float, main_count: 
     return shared, max(1, main_count // shared) if shared else 1
 
 
-def build(seed: int, account: str, index: int, shared: int, stride: int) -> Product:
+def build(
+    seed: int, account: str, index: int, shared: int, stride: int, market: Platform = PLATFORMS["ro"],
+    currency: str | None = None,
+) -> Product:  # fmt: skip
     """The account's `index`-th offer (id FIRST_OFFER_ID + index); FBE's first `shared` reuse MAIN SKUs."""
     if index < shared:
         doc = content(seed, index * stride)
     else:
         doc = content(seed, index if account == "main" else FBE_OWN_CONTENT_BASE + index)
-    return offer(seed, account, index, FIRST_OFFER_ID[account] + index, doc)
+    return offer(seed, account, index, FIRST_OFFER_ID[account] + index, doc, market, currency)

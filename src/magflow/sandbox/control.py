@@ -12,7 +12,9 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from magflow.sandbox import hostile
+from magflow.sandbox.faults import DEFAULT_ROUTE
 from magflow.sandbox.mutations import DEFAULT_FIELDS
+from magflow.sandbox.switches import RATE_NAMES
 
 if TYPE_CHECKING:
     from magflow.sandbox.state import SandboxState
@@ -29,19 +31,29 @@ def _mutate(s: SandboxState, a: str, b: dict[str, Any]) -> Any:
 def _faults(s: SandboxState, _: str, b: dict[str, Any]) -> Any:
     if b.get("clear"):
         s.faults.clear()
+    route = str(b.get("route", DEFAULT_ROUTE))
     if "kind" in b:
-        s.faults.inject(str(b["kind"]), int(b.get("count", 1)), b.get("page"), float(b.get("timeout_seconds", 30)))
+        s.faults.inject(
+            str(b["kind"]), int(b.get("count", 1)), b.get("page"), float(b.get("timeout_seconds", 30)), route,
+            float(b.get("delay_seconds", 30)),
+        )  # fmt: skip
     if "error_rate" in b:
         kinds = b.get("kinds", ("500", "502_html", "504"))
-        s.faults.set_error_rate(float(b["error_rate"]), kinds, int(b.get("seed", 0)))
+        s.faults.set_error_rate(float(b["error_rate"]), kinds, int(b.get("seed", 0)), route)
     if "latency_ms" in b:
         s.faults.set_latency(float(b["latency_ms"]))
     return {"pending": s.faults.pending(), "triggered": list(s.faults.triggered)}
 
 
 def _rate_limit(s: SandboxState, _: str, b: dict[str, Any]) -> Any:
-    s.set_rate_limit(b.get("per_second"), b.get("per_minute"), str(b.get("bucket", "default")))
-    return {bucket: vars(limit) for bucket, limit in s.limiter.limits.items()}
+    """Limits of one bucket, and any rate-model switch (rate_scope, count_rejected, rate_window, ...)."""
+    model = {k: v for k, v in b.items() if k in RATE_NAMES or k == "window"}
+    if model:
+        s.set_quirks(**model)
+    if "per_second" in b or "per_minute" in b or not model:
+        s.set_rate_limit(b.get("per_second"), b.get("per_minute"), str(b.get("bucket", "default")))
+    limits: dict[str, Any] = {bucket: vars(limit) for bucket, limit in s.limiter.limits.items()}
+    return {**limits, "model": asdict(s.limiter.model)}
 
 
 def _counters(s: SandboxState, a: str, b: dict[str, Any]) -> Any:
@@ -59,7 +71,7 @@ def _reset(s: SandboxState, _: str, b: dict[str, Any]) -> Any:
 
 
 def _quirks(s: SandboxState, _: str, b: dict[str, Any]) -> Any:
-    return asdict(s.set_quirks(**b))
+    return s.set_quirks(**b)
 
 
 def _set_field(s: SandboxState, a: str, b: dict[str, Any]) -> Any:
@@ -87,8 +99,9 @@ def _reset_counters(s: SandboxState, _: str, __: dict[str, Any]) -> Any:
 
 
 def _ip(s: SandboxState, _: str, b: dict[str, Any]) -> Any:
-    s.set_ip_whitelisted(bool(b.get("whitelisted", True)), str(b.get("reported_ip", "203.0.113.7")))
-    return {"whitelisted": s.ip_whitelisted}
+    status = int(b.get("status_code", 200))
+    s.set_ip_whitelisted(bool(b.get("whitelisted", True)), str(b.get("reported_ip", "203.0.113.7")), status)
+    return {"whitelisted": s.ip_whitelisted, "status_code": s.ip_error_status, "message": s.ip_message}
 
 
 ACCOUNT_ROUTES: dict[str, Handler] = {
@@ -109,6 +122,7 @@ _SCHEDULABLE = {"mutate", "add", "delete", "set_field", "remove_field", "orders/
 GLOBAL_ROUTES: dict[str, Handler] = {
     "reset": _reset,
     "quirks": _quirks,
+    "switches": _quirks,
     "faults": _faults,
     "rate_limit": _rate_limit,
     "ip_whitelist": _ip,

@@ -1,8 +1,15 @@
-"""Fault injection for product_offer/read: scheduled faults, a random error rate, added latency.
+"""Fault injection on any eMAG route: scheduled faults, a random error rate, added latency.
 
-Kinds that replace the answer: "500", "502_html", "504", "timeout", "reset". Kinds that spoil a page:
-"malformed_json", "corrupt_product", "ok_without_iserror", "empty_page" (`results: []` for a page that has
-offers) and "no_results" (no `results` key at all), the last two as eMAG sometimes answers mid-scan."""
+Kinds that replace the answer: "500", "502_html", "504", "timeout" (no answer for `timeout_seconds`), "reset"
+(a TCP reset, no response), "captive_html" (HTTP 200 with an HTML login page, as a captive proxy answers),
+"429" (a rate-limit refusal whatever the budget says), "applied_then_500" (the request is carried out — an order
+acknowledged, a page served — and the answer is a 500). Kinds that spoil an answer: "malformed_json",
+"corrupt_product" (product pages only), "ok_without_iserror", "empty_page" (`results: []` although there are
+results) and "no_results" (no `results` key), the last two as eMAG sometimes answers mid-scan; "reset_mid_body"
+(half the answer, then a reset) and "slow" (the answer after `delay_seconds`).
+
+A fault targets one route ("product_offer/read" unless told; "order/acknowledge" covers every order id; "*" every
+route) and, if `page` is set, only requests for that `currentPage` (1 when the request names none)."""
 
 from __future__ import annotations
 
@@ -11,11 +18,14 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-FAULT_KINDS = frozenset(
-    {"500", "502_html", "504", "timeout", "reset", "malformed_json", "corrupt_product", "ok_without_iserror"}
-    | {"empty_page", "no_results"}
+REPLACING_KINDS = frozenset({"500", "502_html", "504", "timeout", "reset", "captive_html", "429"})
+FAULT_KINDS = REPLACING_KINDS | frozenset(
+    {"malformed_json", "corrupt_product", "ok_without_iserror", "empty_page", "no_results"}
+    | {"applied_then_500", "reset_mid_body", "slow"}
 )
 DEFAULT_RANDOM_KINDS = ("500", "502_html", "504")
+DEFAULT_ROUTE = "product_offer/read"
+ANY_ROUTE = "*"
 
 
 @dataclass
@@ -24,6 +34,26 @@ class Fault:
     remaining: int
     page: int | None = None
     timeout_seconds: float = 30.0
+    route: str = DEFAULT_ROUTE
+    delay_seconds: float = 30.0
+
+    def hits(self, route: str, page: int | None) -> bool:
+        on_route = self.route in (ANY_ROUTE, route) or route.startswith(self.route + "/")
+        return on_route and (self.page is None or self.page == page)
+
+
+def parse_spec(spec: str) -> Fault:
+    """A fault from its CLI form KIND[:COUNT][@ROUTE], e.g. "captive_html:3" or "applied_then_500@order/acknowledge"."""
+    head, _, route = spec.partition("@")
+    kind, _, count = head.partition(":")
+    try:
+        fault = Fault(kind.strip(), int(count) if count else 1, route=route.strip() or DEFAULT_ROUTE)
+    except ValueError:
+        raise ValueError(
+            f"cannot read the fault {spec!r}; write it KIND[:COUNT][@ROUTE], e.g. 500:2@vat/read"
+        ) from None
+    _check(fault.kind)
+    return fault
 
 
 class FaultInjector:
@@ -34,24 +64,38 @@ class FaultInjector:
         self._scheduled: list[Fault] = []
         self._rate = 0.0
         self._kinds: tuple[str, ...] = DEFAULT_RANDOM_KINDS
+        self._rate_route = DEFAULT_ROUTE
         self._rng = random.Random(0)
         self.latency_ms = 0.0
         self.timeout_seconds = 30.0
         self.triggered: list[str] = []
 
-    def inject(self, kind: str, count: int = 1, page: int | None = None, timeout_seconds: float = 30.0) -> None:
-        """Make the next `count` product_offer/read requests (only those for `page`, if set) fail."""
+    def inject(
+        self,
+        kind: str,
+        count: int = 1,
+        page: int | None = None,
+        timeout_seconds: float = 30.0,
+        route: str = DEFAULT_ROUTE,
+        delay_seconds: float = 30.0,
+    ) -> None:
+        """Make the next `count` requests to `route` (only those for `page`, if set) fail as `kind`."""
         _check(kind)
         with self._lock:
-            self._scheduled.append(Fault(kind, count, page, timeout_seconds))
+            self._scheduled.append(Fault(kind, count, page, timeout_seconds, route.strip("/"), delay_seconds))
 
-    def set_error_rate(self, rate: float, kinds: Iterable[str] = DEFAULT_RANDOM_KINDS, seed: int = 0) -> None:
-        """Fail each product_offer/read with probability `rate`, picking a kind from `kinds` (seeded)."""
+    def schedule(self, fault: Fault) -> None:
+        self.inject(fault.kind, fault.remaining, fault.page, fault.timeout_seconds, fault.route, fault.delay_seconds)
+
+    def set_error_rate(
+        self, rate: float, kinds: Iterable[str] = DEFAULT_RANDOM_KINDS, seed: int = 0, route: str = DEFAULT_ROUTE
+    ) -> None:
+        """Fail each request to `route` with probability `rate`, picking a kind from `kinds` (seeded)."""
         kinds = tuple(kinds)
         for kind in kinds:
             _check(kind)
         with self._lock:
-            self._rate, self._kinds, self._rng = rate, kinds, random.Random(seed)
+            self._rate, self._kinds, self._rng, self._rate_route = rate, kinds, random.Random(seed), route.strip("/")
 
     def set_latency(self, ms: float) -> None:
         """Delay every eMAG API response by `ms` milliseconds."""
@@ -68,20 +112,23 @@ class FaultInjector:
         with self._lock:
             return sum(f.remaining for f in self._scheduled)
 
-    def take(self, page: int) -> Fault | None:
-        """The fault, if any, that the product_offer/read request for `page` must suffer."""
+    def take(self, route: str, page: int | None) -> Fault | None:
+        """The fault, if any, that this request must suffer."""
+        if not self._scheduled and not self._rate:  # the normal path: no lock taken
+            return None
         with self._lock:
             for fault in self._scheduled:
-                if fault.page is None or fault.page == page:
+                if fault.hits(route, page):
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._scheduled.remove(fault)
                     self.triggered.append(fault.kind)
                     return fault
-            if self._rate and self._rng.random() < self._rate:
-                kind = self._rng.choice(self._kinds)
-                self.triggered.append(kind)
-                return Fault(kind, 1, None, self.timeout_seconds)
+            random_fault = Fault("", 1, route=self._rate_route, timeout_seconds=self.timeout_seconds)
+            if self._rate and random_fault.hits(route, page) and self._rng.random() < self._rate:
+                random_fault.kind = self._rng.choice(self._kinds)
+                self.triggered.append(random_fault.kind)
+                return random_fault
         return None
 
 

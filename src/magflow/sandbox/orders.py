@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from magflow.sandbox.catalog import Product
+from magflow.sandbox.platforms import PLATFORMS, Platform
 
 Order = dict[str, Any]
 
@@ -49,7 +50,10 @@ def _weighted(rng: random.Random) -> int:
     return 4
 
 
-def make_order(seed: int, account: str, index: int, order_id: int, anchor: datetime, products: list[Product]) -> Order:
+def make_order(
+    seed: int, account: str, index: int, order_id: int, anchor: datetime, products: list[Product],
+    market: Platform = PLATFORMS["ro"], currency: str | None = None,
+) -> Order:  # fmt: skip
     rng = random.Random(seed * 104_729 + index * (5 if account == "fbe" else 1))
     created = anchor - timedelta(seconds=rng.randrange(60 * 24 * 3600))
     status = _weighted(rng)
@@ -67,8 +71,8 @@ def make_order(seed: int, account: str, index: int, order_id: int, anchor: datet
                 "name": product["name"],
                 "quantity": rng.randint(1, 3),
                 "sale_price": f"{product['sale_price']:.4f}",
-                "currency": "RON",
-                "vat": "0.19",
+                "currency": currency or market.currency,
+                "vat": line_vat(market, product.get("vat_id")),
                 "status": 1,
                 "created": fmt(created),
                 "modified": fmt(modified),
@@ -101,6 +105,11 @@ def make_order(seed: int, account: str, index: int, order_id: int, anchor: datet
         "reason_cancellation": 2 if status == 0 else None,
         "enforced_vendor_courier_accounts": None,
     }
+
+
+def line_vat(market: Platform, vat_id: Any) -> str:
+    """An order line's `vat`: the rate of the offer's vat_id as a string fraction ("0.21")."""
+    return f"{dict(market.vat).get(vat_id, market.standard_rate()):.2f}"
 
 
 def _parse(field: str, value: object) -> datetime:

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -14,6 +14,7 @@ import uvicorn
 
 from magflow.sandbox.app import SandboxApp
 from magflow.sandbox.state import SANDBOX_ACCOUNTS, SandboxState
+from magflow.sandbox.switches import Switches
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
@@ -109,14 +110,19 @@ def run_cli(
     rate_limit: bool = True,
     control_token: str = "sandbox-control",
     hostile_rate: float = 0.0,
+    faults: Sequence[str] = (),
+    **switches: Any,
 ) -> None:
     """Serve until interrupted (`magflow sandbox`). rate_limit=False switches eMAG's limits off;
-    hostile_rate > 0 spoils that fraction of offers with hostile values chosen by `seed`."""
+    hostile_rate > 0 spoils that fraction of offers with hostile values chosen by `seed`; `faults` are specs
+    such as "captive_html:3@product_offer/read"; any other switch (body_style, gzip, platform...) by name.
+    Raises ValueError for an unknown switch or value before anything is served."""
     off = ("rate_per_second", "rate_per_minute", "order_rate_per_second", "order_rate_per_minute")
     limits: dict[str, Any] = {} if rate_limit else dict.fromkeys(off)
     state = SandboxState(
-        products_per_account=products, seed=seed, control_token=control_token, hostile_rate=hostile_rate, **limits
-    )
+        products_per_account=products, seed=seed, control_token=control_token, hostile_rate=hostile_rate,
+        faults=faults, **limits, **switches,
+    )  # fmt: skip
     print(f"eMAG sandbox on http://{host}:{port}/api-3  ({products} products per account, seed {seed})")
     for account, (user, password) in SANDBOX_ACCOUNTS.items():
         print(f"  {account.upper():4} username={user} password={password}")
@@ -124,5 +130,9 @@ def run_cli(
     print(f"  rate limits: {'eMAG (3/s, 180/min; orders 12/s, 720/min)' if rate_limit else 'off'}")
     if hostile_rate:
         print(f"  hostile values in {hostile_rate:.1%} of offers (seed {seed}); POST /_sandbox/{{account}}/hostile")
+    changed = {k: v for k, v in state.switches_now.flat().items() if Switches.default().flat()[k] != v}
+    print(f"  switches: {', '.join(f'{k}={v}' for k, v in changed.items()) or 'defaults'} (POST /_sandbox/quirks)")
+    for fault in faults:
+        print(f"  fault: {fault}")
     config = uvicorn.Config(SandboxApp(state), host=host, port=port, log_level="info", lifespan="off")
     uvicorn.Server(config).run()

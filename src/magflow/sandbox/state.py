@@ -1,32 +1,34 @@
 """The sandbox's mutable world: both accounts' catalogues and orders, limits, faults, IP whitelist, and the
-quirks that make it disagree with a client (hostile values, a lagging count, an unstable listing order)."""
+switches that make it answer like eMAG rather than kindly (magflow.sandbox.switches)."""
 
 from __future__ import annotations
 
-import bisect
 import random
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-import orjson
-
-from magflow.sandbox import catalog, hostile, mutations, orders, paths
+from magflow.sandbox import catalog, hostile, listing, mutations, orders, paths, shapes
 from magflow.sandbox.catalog import Product
-from magflow.sandbox.faults import FaultInjector
-from magflow.sandbox.hostile import DEFAULT_HOSTILE_KINDS, Hostility
+from magflow.sandbox.faults import Fault, FaultInjector, parse_spec
+from magflow.sandbox.hostile import Hostility
 from magflow.sandbox.mutations import DEFAULT_FIELDS, MUTABLE_FIELDS
+from magflow.sandbox.order_book import OrderBook
 from magflow.sandbox.orders import Order
+from magflow.sandbox.platforms import Platform, platform
 from magflow.sandbox.quirks import ListingOrder, Quirks
 from magflow.sandbox.ratelimit import Limit, RateLimiter
 from magflow.sandbox.schedule import ReadSchedule, ScheduledAction
+from magflow.sandbox.switches import Switches
+from magflow.sandbox.wire import BodyStyle, Wire
 
 SANDBOX_ACCOUNTS: dict[str, tuple[str, str]] = {
     "main": ("sandbox-main", "sandbox-main-pass"),
     "fbe": ("sandbox-fbe", "sandbox-fbe-pass"),
 }
+IP_MESSAGE = "ERROR: Invalid vendor ip [{ip}]"
 __all__ = ["DEFAULT_FIELDS", "MUTABLE_FIELDS", "SANDBOX_ACCOUNTS", "Quirks", "SandboxState"]
 
 
@@ -38,7 +40,9 @@ class AccountData:
     seed: int
     shared: int
     stride: int
-    ids: list[int] = field(default_factory=list)  # the listing order: ascending unless listing_order="modified"
+    market: Platform
+    currency: str | None = None
+    ids: list[int] = field(default_factory=list)  # the listing order (magflow.sandbox.listing)
     products: dict[int, Product] = field(default_factory=dict)  # generated so far, with mutations applied
     list_bytes: dict[int, bytes] = field(default_factory=dict)  # cached list-read serialisation per id
     healed: dict[int, tuple[Hostility, ...]] = field(default_factory=dict)  # hostile values left after edits
@@ -50,13 +54,17 @@ class AccountData:
         product = self.products.get(product_id)
         if product is None:
             index = product_id - catalog.FIRST_OFFER_ID[self.name]
-            product = catalog.build(self.seed, self.name, index, self.shared, self.stride)
+            product = catalog.build(self.seed, self.name, index, self.shared, self.stride, self.market, self.currency)
             self.products[product_id] = product
         return product
 
 
-class SandboxState:
-    """Everything the sandbox serves. Methods are safe to call from a test thread while the server runs."""
+class SandboxState(OrderBook):
+    """Everything the sandbox serves. Methods are safe to call from a test thread while the server runs.
+
+    Any switch of magflow.sandbox.switches is a keyword here (`body_style="data"`, `gzip=True`,
+    `rate_scope="ip"`, `hostile_rate=0.02`, ...); `faults` takes specs such as "captive_html:3" or
+    "500@order/acknowledge" that every reset injects again."""
 
     def __init__(
         self,
@@ -69,28 +77,30 @@ class SandboxState:
         control_token: str = "sandbox-control",
         shared_skus_fraction: float = 0.3,
         orders_per_account: int = 300,
-        hostile_rate: float = 0.0,
-        hostile_seed: int | None = None,
-        hostile_kinds: Iterable[str] = DEFAULT_HOSTILE_KINDS,
-        count_lag: int = 0,
-        listing_order: ListingOrder = "id",
+        faults: Iterable[str | Fault] = (),
+        **switches: Any,
     ) -> None:
-        quirks = Quirks(hostile_rate, hostile_seed, tuple(hostile_kinds), count_lag, listing_order).checked()
-        self.quirks = self._quirk_defaults = quirks
+        self._switch_defaults = self.switches_now = Switches.default().changed(**switches)
+        self._fault_defaults = [parse_spec(f) if isinstance(f, str) else f for f in faults]
         self.reads = ReadSchedule()
         self.control_token = control_token
         self.shared_skus_fraction = shared_skus_fraction
         self._defaults = (rate_per_second, rate_per_minute, order_rate_per_second, order_rate_per_minute)
-        self.seed, self.products_per_account, self.orders_per_account = (
-            seed,
-            products_per_account,
-            orders_per_account,
-        )
+        self.seed, self.products_per_account = seed, products_per_account
+        self.orders_per_account = orders_per_account
         self.faults = FaultInjector()
         self.limiter = RateLimiter({})
         self._lock = threading.RLock()
         self.accounts: dict[str, AccountData] = {}
         self.reset(seed=seed, products_per_account=products_per_account, orders_per_account=orders_per_account)
+
+    @property
+    def quirks(self) -> Quirks:
+        return self.switches_now.quirks
+
+    @property
+    def wire(self) -> Wire:
+        return self.switches_now.wire
 
     def reset(
         self,
@@ -98,30 +108,35 @@ class SandboxState:
         products_per_account: int | None = None,
         orders_per_account: int | None = None,
     ) -> None:
-        """A freshly generated world: catalogue, orders, limits and quirks as constructed, no faults, no
-        scheduled actions, zero counters."""
+        """A freshly generated world: catalogue, orders, limits, switches and faults as constructed, no other
+        faults, no scheduled actions, zero counters."""
         self.seed = self.seed if seed is None else seed
         self.products_per_account = products_per_account or self.products_per_account
         self.orders_per_account = orders_per_account or self.orders_per_account
         per_s, per_m, order_s, order_m = self._defaults
         self.limiter.limits = {"default": Limit(per_s, per_m), "orders": Limit(order_s, order_m)}
+        self.limiter.model = self._switch_defaults.rate
         self.limiter.reset_counters()
         self.faults.clear()
+        for fault in self._fault_defaults:
+            self.faults.schedule(fault)
         self.reads.clear()
         self.ip_whitelisted, self.reported_ip, self.ip_error_status = True, "203.0.113.7", 200
         self._calls = 0
         self.orders_anchor = orders.now_local().replace(hour=0, minute=0, second=0) - timedelta(seconds=1)
+        quirks = self._switch_defaults.quirks
         accounts = {}
         n = self.products_per_account
         for name in SANDBOX_ACCOUNTS:
             shared, stride = catalog.shared_layout(name, n, self.shared_skus_fraction, n)
-            data = AccountData(name, self.seed, shared, stride)
+            data = AccountData(name, self.seed, shared, stride, platform(quirks.platform), quirks.currency)
             data.ids = list(range(catalog.FIRST_OFFER_ID[name], catalog.FIRST_OFFER_ID[name] + n))
+            listing.arrange(data.ids, quirks)
             data.next_index = n
             accounts[name] = data
             self._add_orders(name, data, self.orders_per_account, self.orders_anchor)
         with self._lock:
-            self.quirks = self._quirk_defaults
+            self.switches_now = self._switch_defaults
             self.accounts = accounts
 
     # ---- reads used by the HTTP app -------------------------------------------------------------------
@@ -131,7 +146,7 @@ class SandboxState:
         data = self.accounts[account]
         cached = data.list_bytes.get(product_id)
         if cached is None:
-            with self._lock:  # so an edit or a quirk change cannot interleave and leave stale bytes cached
+            with self._lock:  # so an edit or a switch change cannot interleave and leave stale bytes cached
                 cached = self._serialise(data, product_id, catalog.list_form(data.product(product_id)))
                 data.list_bytes[product_id] = cached
         return cached
@@ -143,22 +158,21 @@ class SandboxState:
             return self._serialise(data, product_id, data.product(product_id))
 
     def _serialise(self, data: AccountData, product_id: int, shown: Product) -> bytes:
+        quirks = self.quirks
+        if quirks.sparse_products:
+            shown = shapes.sparse(shown, self.seed, data.name, product_id)
         found = self._hostilities(data, product_id)
         if found:
             shown = hostile.apply(shown, found, self.hostile_seed, data.name, product_id)
+        if quirks.empty_objects_as_lists:
+            shown = shapes.php_empty(shown, self.seed, data.name, product_id)
         return hostile.dumps(shown)  # orjson, unless a value is one orjson refuses (a lone surrogate)
 
     def select_products(self, account: str, predicate: Any, only_id: int | None = None) -> list[int]:
         """Ids, in listing order, of offers matching `predicate` (None = all); `only_id` narrows to one id."""
         with self._lock:
             data = self.accounts[account]
-            ids = data.ids
-            if only_id is not None:
-                if self.quirks.listing_order == "id":
-                    at = bisect.bisect_left(ids, only_id)
-                    ids = ids[at : at + 1] if at < len(ids) and ids[at] == only_id else []
-                else:
-                    ids = [only_id] if only_id in ids else []
+            ids = data.ids if only_id is None else listing.find(data.ids, only_id)
             if predicate is None:
                 return ids
             return [i for i in ids if predicate(data.product(i))]
@@ -171,11 +185,14 @@ class SandboxState:
         """What product_offer/count answers for `total` listed offers (count_lag applied)."""
         return max(0, total - self.quirks.count_lag)
 
+    def vat_rates(self) -> list[dict[str, object]]:
+        return platform(self.quirks.platform).vat_rates()
+
     # ---- truth and mutations ---------------------------------------------------------------------------
 
     def truth(self, account: str) -> list[dict[str, Any]]:
         """Every current offer of the account exactly as a list read returns it, in listing order (by id
-        unless listing_order="modified"). Lone surrogates are read with stdlib json, as a client would."""
+        unless product_sort says otherwise). Lone surrogates are read with stdlib json, as a client would."""
         with self._lock:
             ids = list(self.accounts[account].ids)
             return [hostile.loads(self.product_bytes(account, i)) for i in ids]
@@ -186,21 +203,19 @@ class SandboxState:
 
     def _sample(self, data: AccountData, rng: random.Random, n: int) -> list[int]:
         # Sampled from the ids in id order, so the choice does not depend on the listing order.
-        ids = data.ids if self.quirks.listing_order == "id" else sorted(data.ids)
+        ids = sorted(data.ids)
         return sorted(rng.sample(ids, min(n, len(ids))))
 
     def _changed(self, data: AccountData, product_id: int, keys: Iterable[tuple[paths.Token, ...]]) -> None:
-        """After an edit of `keys`: drop the hostile values it replaced, the cached bytes, and in
-        listing_order="modified" move the offer to the end of the listing."""
+        """After an edit of `keys`: drop the hostile values it replaced, the cached bytes, and move the offer
+        as the listing order says."""
         keys = tuple(keys)
         found = self._hostilities(data, product_id)
         left = tuple(h for h in found if not any(paths.overlaps(h.tokens, k) for k in keys))
         if left != found:
             data.healed[product_id] = left
         data.list_bytes.pop(product_id, None)
-        if self.quirks.listing_order == "modified":
-            data.ids.remove(product_id)
-            data.ids.append(product_id)
+        listing.edited(data.ids, product_id, self.quirks)
 
     def mutate(self, account: str, n: int, fields: Iterable[str] = DEFAULT_FIELDS) -> list[int]:
         """Change `fields` of `n` random offers (deterministic from the seed and the call count); any of
@@ -233,18 +248,19 @@ class SandboxState:
 
     def _existing(self, account: str, offer_id: int) -> AccountData:
         data = self.accounts[account]
-        if offer_id not in data.ids:
+        if not listing.find(data.ids, offer_id):
             raise ValueError(f"offer {offer_id} is not in the {account} catalogue")
         return data
 
     def add_products(self, account: str, n: int) -> list[int]:
-        """Append `n` new offers (new SKUs, ids above every id the account ever had)."""
+        """Add `n` new offers (new SKUs, ids above every id the account ever had), placed in the listing as
+        product_sort and insert_at say (at the end by default)."""
         with self._lock:
             data = self.accounts[account]
             first = catalog.FIRST_OFFER_ID[account]
             added = list(range(first + data.next_index, first + data.next_index + n))
             data.next_index += n
-            data.ids.extend(added)  # new ids are above every existing one: id order holds
+            listing.inserted(data.ids, added, self.quirks, self._rng(account, "insert"))
             return added
 
     def delete_products(self, account: str, n: int) -> list[int]:
@@ -270,7 +286,7 @@ class SandboxState:
             raise ValueError(f"unknown account {account!r}; choose from {sorted(SANDBOX_ACCOUNTS)}")
         return self.reads.add(n, action, account)
 
-    # ---- hostility and quirks --------------------------------------------------------------------------
+    # ---- hostility and switches ------------------------------------------------------------------------
 
     @property
     def hostile_seed(self) -> int:
@@ -293,28 +309,38 @@ class SandboxState:
             found = ((i, self._hostilities(data, i)) for i in data.ids)
             return {i: [h.label for h in hostilities] for i, hostilities in found if hostilities}
 
-    def set_quirks(self, **changes: Any) -> Quirks:
-        """Change quirks at runtime (any Quirks field); returns them all. A new hostile rate, seed or
-        kinds re-draws which offers are hostile."""
+    def set_quirks(self, **changes: Any) -> dict[str, Any]:
+        """Change any switches at runtime (magflow.sandbox.switches); returns them all by name. A new hostile
+        rate, seed or kinds re-draws which offers are hostile; a new platform or currency re-generates the
+        offers (edits are lost) and relabels the orders."""
         with self._lock:
-            kinds = changes.get("hostile_kinds")
-            if kinds is not None:
-                changes["hostile_kinds"] = (kinds,) if isinstance(kinds, str) else tuple(kinds)
-            unknown = sorted(set(changes) - set(asdict(self.quirks)))
-            if unknown:
-                raise ValueError(f"unknown quirks {unknown}; choose from {sorted(asdict(self.quirks))}")
-            new = replace(self.quirks, **changes).checked()
-            if new.hostility != self.quirks.hostility:
+            old, new = self.switches_now, self.switches_now.changed(**changes)
+            if (new.quirks.platform, new.quirks.currency) != (old.quirks.platform, old.quirks.currency):
+                self._relabel(new.quirks)
+            if new.quirks.shape != old.quirks.shape:
                 for data in self.accounts.values():
                     data.list_bytes.clear()
                     data.healed.clear()
-            if new.listing_order == "id" and self.quirks.listing_order != "id":
+            if new.quirks.product_sort != old.quirks.product_sort:
                 for data in self.accounts.values():
-                    data.ids.sort()
-            self.quirks = new
-            return new
+                    listing.arrange(data.ids, new.quirks)
+            self.limiter.model = new.rate
+            self.switches_now = new
+            return new.flat()
 
-    def set_hostile(self, rate: float, seed: int | None = None, kinds: Iterable[str] = DEFAULT_HOSTILE_KINDS) -> None:
+    def _relabel(self, quirks: Quirks) -> None:
+        market = platform(quirks.platform)
+        for data in self.accounts.values():
+            data.market, data.currency = market, quirks.currency
+            data.products.clear()
+            for order in data.orders.values():
+                for line in order["products"]:
+                    line["currency"] = quirks.currency or market.currency
+                    line["vat"] = orders.line_vat(market, data.product(line["product_id"]).get("vat_id"))
+
+    def set_hostile(
+        self, rate: float, seed: int | None = None, kinds: Iterable[str] = hostile.DEFAULT_HOSTILE_KINDS
+    ) -> None:
         """Make a fraction `rate` of offers hostile, chosen by `seed` (None: the catalogue's seed)."""
         self.set_quirks(hostile_rate=rate, hostile_seed=seed, hostile_kinds=tuple(kinds))
 
@@ -326,60 +352,9 @@ class SandboxState:
         """Listing order "id" (stable, the default) or "modified" (changed and added offers move to the end)."""
         self.set_quirks(listing_order=order)
 
-    # ---- orders ----------------------------------------------------------------------------------------
-
-    def _add_orders(self, account: str, data: AccountData, n: int, anchor: datetime) -> list[int]:
-        catalogue = [data.product(i) for i in data.ids[:200]] or [
-            catalog.build(self.seed, account, data.next_index, 0, 1)
-        ]
-        added = []
-        for _ in range(n):
-            order_id = orders.FIRST_ORDER_ID[account] + data.next_order_index
-            order = orders.make_order(self.seed, account, data.next_order_index, order_id, anchor, catalogue)
-            data.orders[order_id] = order
-            data.next_order_index += 1
-            added.append(order_id)
-        return added
-
-    def add_orders(self, account: str, n: int, status: int = 1) -> list[int]:
-        """`n` orders placed just now, in `status` (1 = new by default)."""
-        with self._lock:
-            data = self.accounts[account]
-            now = orders.now_local()
-            added = self._add_orders(account, data, n, now)
-            for order_id in added:
-                order = data.orders[order_id]
-                order["status"], order["date"], order["modified"] = status, orders.fmt(now), orders.fmt(now)
-            return added
-
-    def modify_orders(self, account: str, n: int) -> list[int]:
-        """Move `n` random open orders one step forward (1→2→3→4) and stamp `modified` with now."""
-        with self._lock:
-            rng = self._rng(account, "orders")
-            data = self.accounts[account]
-            open_ids = sorted(i for i, o in data.orders.items() if o["status"] in (1, 2, 3))
-            chosen = sorted(rng.sample(open_ids, min(n, len(open_ids))))
-            for order_id in chosen:
-                data.orders[order_id]["status"] += 1
-                data.orders[order_id]["modified"] = orders.fmt(orders.now_local())
-            return chosen
-
-    def acknowledge(self, account: str, order_id: int) -> str | None:
-        """eMAG's acknowledge: new (1) → in progress (2). Returns an error message, or None on success."""
-        with self._lock:
-            order = self.accounts[account].orders.get(order_id)
-            if order is None:
-                return f"Order {order_id} not found"
-            if order["type"] != 3:
-                return "Order acknowledge is available only for orders fulfilled by seller (type 3)"
-            if order["status"] == 1:
-                order["status"] = 2
-                order["modified"] = orders.fmt(orders.now_local())
-            return None
-
-    def orders_truth(self, account: str) -> list[Order]:
-        with self._lock:
-            return [orjson.loads(orjson.dumps(o)) for _, o in sorted(self.accounts[account].orders.items())]
+    def set_body_style(self, style: BodyStyle | str) -> None:
+        """What a request body is read as: "top_level", "data", "lenient" or "form" (magflow.sandbox.wire)."""
+        self.set_quirks(body_style=style)
 
     # ---- limits, IP, counters --------------------------------------------------------------------------
 
@@ -390,8 +365,13 @@ class SandboxState:
         self.limiter.limits[bucket] = Limit(per_second, per_minute)
 
     def set_ip_whitelisted(self, whitelisted: bool, reported_ip: str = "203.0.113.7", status_code: int = 200) -> None:
-        """When off, API calls answer isError "Invalid vendor ip [reported_ip]" with HTTP `status_code`."""
+        """When off, API calls answer isError "ERROR: Invalid vendor ip [reported_ip]" with HTTP `status_code`
+        (eMAG's status for it is unconfirmed: 200 and 403 are both plausible)."""
         self.ip_whitelisted, self.reported_ip, self.ip_error_status = whitelisted, reported_ip, status_code
+
+    @property
+    def ip_message(self) -> str:
+        return IP_MESSAGE.format(ip=self.reported_ip)
 
     def requests_per_second(self, account: str, bucket: str = "default") -> dict[int, int]:
         """Wall-clock second (epoch) → requests that reached the account in it, 429s included."""

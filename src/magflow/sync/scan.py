@@ -28,6 +28,11 @@ class ScanGapError(Exception):
     """eMAG's pages and its count disagree so that offers may be unread; the run ends partial, nothing swept."""
 
 
+class PagingIgnoredError(ScanGapError):
+    """A page came back with exactly the offers of an earlier page: eMAG is not reading the page number (the request
+    body style does not match what the server reads), so scanning on would only read page 1 again and again."""
+
+
 @dataclass
 class PageRead:
     page_no: int
@@ -51,14 +56,17 @@ class PageReader:
         first_page: int,
         known_pages: int,
         max_pages: int | None,
+        known_items: int | None = None,
     ) -> None:
         self.client = client
         self.per_page = items_per_page
         self.filters = filters
         self.first_page = first_page
         self.known_pages = known_pages
+        self.known_items = known_items if known_items is not None else known_pages * items_per_page
         self.max_pages = max_pages
         self.queue: asyncio.Queue[PageRead | ScanEnd | Exception] = asyncio.Queue(PREFETCH)
+        self._pages_seen: dict[tuple[int, ...], int] = {}
 
     def _may_read(self, page: int) -> bool:
         return self.max_pages is None or page <= self.max_pages
@@ -80,7 +88,8 @@ class PageReader:
                     return
                 page_no, observed, task = inflight.popleft()
                 page = await task
-                if page.raw_count < self.per_page and page_no < self.known_pages:
+                self._check_not_repeated(page_no, page)
+                if page.raw_count < self._expected_on(page_no):
                     page, observed = await self._recheck(page_no, page, observed)
                 await self.queue.put(PageRead(page_no, page, observed))
                 if page.raw_count < self.per_page:
@@ -105,15 +114,37 @@ class PageReader:
                 with contextlib.suppress(asyncio.CancelledError, EmagError, Exception):
                     await pending
 
+    def _expected_on(self, page_no: int) -> int:
+        """How many offers eMAG's count says this page holds (a full page before the counted end)."""
+        return max(0, min(self.per_page, self.known_items - (page_no - 1) * self.per_page))
+
+    def _check_not_repeated(self, page_no: int, page: ProductPage) -> None:
+        ids = tuple(sorted([o.id for o in page.offers] + [r.offer_id for r in page.rejected if r.offer_id is not None]))
+        if len(ids) < 2:
+            return  # a page of one offer can repeat by a shift of the listing; and an empty one says nothing
+        earlier = self._pages_seen.setdefault(ids, page_no)
+        if earlier != page_no:
+            config = self.client.config
+            raise PagingIgnoredError(
+                f"eMAG ignored the paging parameters with {config.request_format_origin} (page {page_no} "
+                f"repeated page {earlier}): check EMAG_REQUEST_FORMAT or {config.request_format_advice}. "
+                "Nothing was marked missing"
+            )
+
     async def _recheck(self, page_no: int, page: ProductPage, observed: datetime) -> tuple[ProductPage, datetime]:
         """A short page before the counted end: the catalogue shrank, eMAG blinked, or pages are missing."""
         count = await self.client.count_products(self.filters)
         pages_now = math.ceil(count.items / self.per_page)
-        if page_no >= pages_now:
+        expected = max(0, min(self.per_page, count.items - (page_no - 1) * self.per_page))
+        if page.raw_count >= expected:
             return page, observed  # the catalogue shrank during the scan: this is its end now
         again_at = utcnow()
         again = await self.client.read_products_page(page_no, self.per_page, self.filters)
-        if again.raw_count >= self.per_page:
+        if again.raw_count >= expected:
+            return again, again_at
+        if again.raw_count and _ids(again) == _ids(page):
+            # The same offers twice: the listing really ends here and eMAG's count is ahead of it (it lags
+            # deletions). An incremental run takes the listing; a full run's verification sees the count differ.
             return again, again_at
         raise ScanGapError(
             f"eMAG answered page {page_no} with {again.raw_count} offers twice although it counts {count.items} "
@@ -121,3 +152,7 @@ class PageReader:
             "complete and nothing was marked missing. Run the sync again; if it repeats, eMAG's listing is "
             "inconsistent for this account"
         )
+
+
+def _ids(page: ProductPage) -> list[int]:
+    return sorted([o.id for o in page.offers] + [r.offer_id or 0 for r in page.rejected])

@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from magflow.accounts import AccountNotConfiguredError, configured_accounts, rate_budget
+from magflow.accounts import AccountNotConfiguredError, configured_accounts, rate_budget, with_recorded_formats
 from magflow.config import ACCOUNTS, Settings, get_settings
 from magflow.db.engine import session_factory
 from magflow.emag import AccountConfig, EmagClient, EmagError, RateBudget
@@ -115,6 +115,8 @@ class EmagProductSyncService:
                 "no eMAG account is configured: set EMAG_MAIN_USERNAME/EMAG_MAIN_PASSWORD "
                 "and/or EMAG_FBE_USERNAME/EMAG_FBE_PASSWORD"
             )
+        # The body style `magflow test-connection --detect` recorded, unless the account's own setting overrides it.
+        configs = await with_recorded_formats(self.engine, configs)
         if self._budget is None:
             self._budget = rate_budget(self.settings)
         for account in wanted:

@@ -14,6 +14,7 @@ from magflow.db.engine import session_factory
 from magflow.emag import AccountConfig, InProcessRateBudget, RateLimits
 from magflow.models import EmagProduct
 from magflow.sync import EmagProductSyncService
+from magflow.testing.sandbox import sandbox_limits_on
 
 ConfigFactory = Callable[..., dict[str, AccountConfig]]
 
@@ -39,6 +40,9 @@ def configs(sandbox: Any) -> ConfigFactory:
 
 @pytest.fixture
 def fast_budget() -> InProcessRateBudget:
+    """No pacing, unless MAGFLOW_SANDBOX_LIMITS=on keeps the sandbox's limits: then eMAG's own budget."""
+    if sandbox_limits_on():
+        return InProcessRateBudget(RateLimits())
     return InProcessRateBudget(RateLimits(per_second=1000.0, per_minute=60000))
 
 

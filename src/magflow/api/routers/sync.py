@@ -14,7 +14,13 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from magflow import reports
-from magflow.accounts import AccountNotConfiguredError, account_config, configured_accounts, rate_budget
+from magflow.accounts import (
+    AccountNotConfiguredError,
+    account_config,
+    configured_accounts,
+    rate_budget,
+    with_recorded_formats,
+)
 from magflow.api.background import SyncNotQueuedError, execute_queued_sync, fail_queued
 from magflow.api.deps import AppState, Reader, Session, State, Syncer, reject_unknown_query
 from magflow.api.errors import ApiError
@@ -24,6 +30,8 @@ from magflow.api.schemas import (
     AccountType,
     CancelResponse,
     ConnectionResult,
+    DeepCheck,
+    DeepCheckLine,
     ErrorBody,
     HistoryResponse,
     RunStatus,
@@ -34,7 +42,7 @@ from magflow.api.schemas import (
     SyncResponse,
     SyncRunDetail,
 )
-from magflow.emag import EmagClient
+from magflow.emag import DeepReport, EmagClient, deep_check
 from magflow.models import EmagSyncLog
 from magflow.observability.health import store_connection_verdict
 from magflow.sync import SyncAlreadyRunningError, SyncRequestError
@@ -231,7 +239,7 @@ async def cancel_sync(sync_id: uuid.UUID, principal: Syncer, session: Session) -
 @router.get("/status", response_model=StatusResponse, summary="Get current synchronization status")
 async def get_status(principal: Reader, state: State, session: Session) -> Any:
     await _settle_dead_runs(state, session)
-    return await reports.sync_status(session)
+    return await reports.sync_status(session, state.settings)
 
 
 async def _settle_dead_runs(state: AppState, session: AsyncSession) -> None:
@@ -266,31 +274,64 @@ async def get_history(
     "/test-connection",
     response_model=ConnectionResult,
     summary="Test connection to eMAG API (the verdict says what to fix; never a secret)",
+    description="Reads the count and two one-offer pages, so a body style eMAG does not honour shows as "
+    "`paging_ignored`. With `deep=true` the answer adds `deep`: credentials, IP whitelist, request format, count "
+    "vs listing, platform and currency, clock offset, rate-limit headers, catalogue size and the predicted time "
+    "of a full sync (about 6 requests).",
     responses={409: {"model": ErrorBody, "description": "The account has no credentials"}},
 )
 async def test_connection(
-    principal: Reader, state: State, account_type: Annotated[AccountType, Query()] = "main"
+    principal: Reader,
+    state: State,
+    account_type: Annotated[AccountType, Query()] = "main",
+    deep: Annotated[bool, Query(description="run the deep check (see the description)")] = False,
 ) -> Any:
     try:
         config = account_config(state.settings, account_type)
     except AccountNotConfiguredError as exc:
         raise _not_configured(exc) from None
+    config = (await with_recorded_formats(state.engine, {account_type: config}))[account_type]
     budget = rate_budget(state.settings)
+    report: DeepReport | None = None
     try:
         async with EmagClient(config, budget=budget) as client:
-            verdict = await client.check_connection()
+            if deep:
+                report = await deep_check(client)
+                verdict = report.verdict
+            else:
+                verdict = await client.check_connection()
     finally:
         await budget.aclose()
     await store_connection_verdict(state.engine, verdict)  # readiness and alerts read the last verdict
-    message = verdict.message
-    for secret in (config.password, state.settings.password(account_type).get_secret_value()):
-        if secret:
-            message = message.replace(secret, "***")
-    return ConnectionResult(
+    secrets = [s for s in (config.password, state.settings.password(account_type).get_secret_value()) if s]
+    result = ConnectionResult(
         account_type=account_type,
         status=verdict.status,
         connected=verdict.ok,
-        message=message,
+        message=_hide(verdict.message, secrets),
         product_count=verdict.product_count,
         latency_ms=verdict.latency_ms,
+        deep=_deep(report, secrets) if report is not None else None,
     )
+    # Without deep=true the guide's answer is unchanged: no `deep` key at all.
+    return JSONResponse(result.model_dump(mode="json", exclude=None if deep else {"deep"}))
+
+
+def _hide(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _deep(report: DeepReport, secrets: list[str]) -> DeepCheck:
+    fields = {name: getattr(report, name) for name in DeepCheck.model_fields if name not in ("ok", "checks")}
+    checks = [
+        DeepCheckLine(
+            name=line.name,
+            state=line.state,
+            result=_hide(line.result, secrets),
+            advice=_hide(line.advice, secrets) if line.advice else None,
+        )
+        for line in report.checks
+    ]
+    return DeepCheck(ok=report.ok, checks=checks, **fields)
