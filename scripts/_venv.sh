@@ -15,8 +15,9 @@ ensure_venv() {
   fi
   [ -x .venv/bin/python ] || "$python" -m venv .venv
   local stamp=".venv/.installed-$(echo "$target" | tr -c 'a-z' '_')"
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install --quiet --upgrade pip
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/_venv.sh -nt "$stamp" ]; then
+    # Python 3.11's venv comes with setuptools 65.5.0 (CVE-2024-6345, CVE-2025-47273): upgrade it with pip.
+    .venv/bin/python -m pip install --quiet --upgrade pip "setuptools>=78.1.1"
     .venv/bin/python -m pip install --quiet -e "$target"
     touch "$stamp"
   fi

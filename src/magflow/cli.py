@@ -45,7 +45,9 @@ def db_downgrade(revision: str = typer.Argument(..., help="target revision, e.g.
 
 @db_app.command("url")
 def db_url() -> None:
-    """Print the database URL (for psql: `psql "$(magflow db url)"`); passwords are shown only here."""
+    """Print the database URL for other tools. The embedded server's URL holds no secret (its password is
+    in a 0600 passfile the URL names); a DATABASE_URL is printed as set, password included: for psql, use
+    `magflow db psql`, which keeps the password out of the process list."""
     from magflow.db.engine import resolve_database_url
 
     typer.echo(resolve_database_url())
@@ -59,10 +61,15 @@ def db_psql(ctx: typer.Context) -> None:
 
     from magflow.db.embedded import embedded_psql
     from magflow.db.engine import resolve_database_url
+    from magflow.db.url import split_password
 
-    url = resolve_database_url()
+    # Arguments are visible to every local user (`ps`); the environment only to the same user and root.
+    url, password = split_password(resolve_database_url())
+    env = dict(os.environ)
+    if password:
+        env["PGPASSWORD"] = password
     binary = shutil.which("psql") or embedded_psql()
-    os.execv(binary, [binary, url, *ctx.args])
+    os.execve(binary, [binary, url, *ctx.args], env)
 
 
 @db_app.command("stop")

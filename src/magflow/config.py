@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AccountName = Literal["main", "fbe"]
+# The same literal as magflow.emag.config.RequestFormat (importing it here would import the client package).
+RequestFormat = Literal["json", "json-data", "form"]
 ACCOUNTS: tuple[AccountName, ...] = ("main", "fbe")
 DEFAULT_BASE_URL = "https://marketplace-api.emag.ro/api-3"
 
@@ -19,7 +24,8 @@ class SettingsError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False)
+    # No env file by default: load_settings passes the one env_file() chooses.
+    model_config = SettingsConfigDict(env_file=None, env_file_encoding="utf-8", extra="ignore", case_sensitive=False)
 
     emag_main_username: str = ""
     emag_main_password: SecretStr = SecretStr("")
@@ -33,6 +39,10 @@ class Settings(BaseSettings):
     emag_main_log_retention: int = Field(default=30, ge=1, le=3650)
     emag_main_detailed_log: bool = False
     emag_fbe_detailed_log: bool = False
+    # How request bodies are written (see magflow.emag.config.RequestFormat); per account overrides all.
+    emag_request_format: RequestFormat = "json"
+    emag_main_request_format: RequestFormat | None = None
+    emag_fbe_request_format: RequestFormat | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_file: Path = Path("logs/emag_sync.log")
     log_format: Literal["text", "json"] = "text"
@@ -57,6 +67,10 @@ class Settings(BaseSettings):
     magflow_task_time_limit: int = Field(default=4 * 3600, ge=600, le=48 * 3600)
     magflow_schedule_timezone: str = "Europe/Bucharest"
     magflow_api_allow_local_reads: bool = False
+    magflow_api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    magflow_api_docs: bool = True
+    magflow_metrics_token: SecretStr | None = None
+    magflow_api_auth_failures_per_minute: int = Field(default=30, ge=0, le=100_000)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -75,9 +89,15 @@ class Settings(BaseSettings):
 
     @field_validator("emag_main_base_url", "emag_fbe_base_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("an http(s) URL such as https://marketplace-api.emag.ro/api-3")
+    def _https_url(cls, value: str) -> str:
+        # Every request carries the account's password (Basic auth): over plain HTTP anyone on the path reads it.
+        parts = urlsplit(value)
+        secure = parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname or ""))
+        if not parts.hostname or not secure:
+            raise ValueError(
+                "an https:// URL such as https://marketplace-api.emag.ro/api-3 (http:// only for a loopback host, "
+                "such as the sandbox on 127.0.0.1, since every request carries the account's password)"
+            )
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -101,6 +121,10 @@ class Settings(BaseSettings):
 
     def detailed_log(self, account: AccountName) -> bool:
         return self.emag_main_detailed_log if account == "main" else self.emag_fbe_detailed_log
+
+    def request_format(self, account: AccountName) -> RequestFormat | None:
+        """The account's explicitly configured body style, or None (then a detected one, else the global one)."""
+        return self.emag_main_request_format if account == "main" else self.emag_fbe_request_format
 
     def has_credentials(self, account: AccountName) -> bool:
         return bool(self.username(account) and self.password(account).get_secret_value())
@@ -143,8 +167,43 @@ def _explain(error: ValidationError) -> str:
     return f"{name} must be {expects}{shown}; fix it in the environment or .env"
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+ENV_FILE_VARIABLE = "MAGFLOW_ENV_FILE"
+
+
+def env_file() -> Path | None:
+    """The one settings file magflow reads (the environment wins over it), chosen the same way from anywhere:
+
+    `MAGFLOW_ENV_FILE` when set (set but empty: no file); else `$XDG_CONFIG_HOME/magflow/.env`
+    (`~/.config/magflow/.env`) when it exists; else `.env` in the working directory, as in the quick start.
+    Once the user file exists, a `.env` in whatever directory magflow runs from is never read."""
+    named = os.environ.get(ENV_FILE_VARIABLE)
+    if named is not None:
+        return Path(named).expanduser() if named.strip() else None
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    user_file = Path(config_home) / "magflow" / ".env"
+    return user_file if user_file.is_file() else Path(".env")
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings, turning a validation failure into one line that names the variable."""
+    """Read settings (from the environment and `env_file()`, unless `_env_file` is given), turning a
+    validation failure into one line that names the variable."""
+    if "_env_file" not in overrides:
+        overrides["_env_file"] = env_file()
+        named = os.environ.get(ENV_FILE_VARIABLE, "").strip()
+        if named and not Path(named).expanduser().is_file():
+            raise SettingsError(
+                f"{ENV_FILE_VARIABLE} names {named}, which does not exist: create it, or unset {ENV_FILE_VARIABLE} "
+                "to read ~/.config/magflow/.env or ./.env"
+            )
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

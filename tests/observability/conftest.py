@@ -22,6 +22,8 @@ from magflow.observability.metrics import configure_metrics, flush_metrics
 from magflow.observability.routes import router
 
 CLOSED_PORT_URL = "postgresql://postgres@127.0.0.1:1/magflow"
+# /metrics and the full /health/ready need a token: the one Prometheus is given (MAGFLOW_METRICS_TOKEN).
+METRICS_TOKEN = "test-metrics-token-0123456789abcdef"
 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
@@ -32,6 +34,7 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
         "emag_fbe_username": "",
         "redis_url": None,
         "celery_broker_url": None,
+        "magflow_metrics_token": METRICS_TOKEN,
         **overrides,
     }
     return load_settings(_env_file=None, **values)
@@ -72,7 +75,8 @@ class ServedApp:
         self._socket.close()
 
     async def get(self, path: str) -> httpx.Response:
-        async with httpx.AsyncClient(base_url=self.url, timeout=20) as client:
+        headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        async with httpx.AsyncClient(base_url=self.url, timeout=20, headers=headers) as client:
             return await client.get(path)
 
     async def metrics(self) -> Metrics:

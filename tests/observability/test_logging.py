@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +133,54 @@ def test_processes_sharing_the_file_rotate_it_without_losing_lines(tmp_path: Pat
     assert all(f.stat().st_size <= 2200 for f in files)
     numbers = sorted(int(m) for f in files for m in re.findall(r"line n=(\d+)", f.read_text()))
     assert numbers == list(range(300))
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which a plainly created file is world-readable (0644)."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_log_file_and_its_rotations_are_not_world_readable(tmp_path: Path, umask_022: None) -> None:
+    settings = settings_for(tmp_path)
+    path = configure_logging(settings, console=False, max_bytes=2000, backup_count=3)
+    for n in range(100):
+        logging.getLogger("magflow.emag.wire").info("eMAG response account=main body=%s n=%d", "x" * 100, n)
+    rotated = sorted(path.parent.glob("emag_sync.log.*[0-9]"))
+    assert len(rotated) == 3
+    assert {mode(p) for p in [path, *rotated]} == {0o640}
+
+
+def test_a_log_file_left_readable_by_an_older_version_is_tightened(tmp_path: Path, umask_022: None) -> None:
+    settings = settings_for(tmp_path)
+    path = settings.log_file
+    path.parent.mkdir(parents=True)
+    for old in (path, path.with_name("emag_sync.log.1")):
+        old.write_text("2026-11-29T10:00:00.000Z INFO magflow.sync old line\n")
+        old.chmod(0o644)
+    configure_logging(settings, console=False)
+    assert mode(path) == 0o640 and mode(path.with_name("emag_sync.log.1")) == 0o640
+
+
+@pytest.mark.parametrize(("file_mode", "warned"), [(0o644, True), (0o640, True), (0o600, False), (0o400, False)])
+def test_an_env_file_other_users_can_read_is_warned_about_at_startup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], file_mode: int, warned: bool
+) -> None:
+    env_file = tmp_path / "magflow.env"
+    env_file.write_text("EMAG_MAIN_PASSWORD=s3cret\n")
+    env_file.chmod(file_mode)
+    monkeypatch.setenv("MAGFLOW_ENV_FILE", str(env_file))
+    path = configure_logging(settings_for(tmp_path), console=False)
+    warnings = grep(path, "WARNING magflow.config")
+    stderr = capsys.readouterr().err
+    if warned:
+        assert len(warnings) == 1 and f"chmod 600 {env_file}" in warnings[0] and f"{file_mode:04o}" in warnings[0]
+        assert stderr.startswith("magflow: warning: ") and f"chmod 600 {env_file}" in stderr
+    else:
+        assert warnings == [] and stderr == ""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.dependencies.models import Dependant
@@ -13,7 +12,8 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from magflow.api.auth import Principal, authenticate
+from magflow.api.access import authorize, principal_of
+from magflow.api.auth import SCOPE_RANK, Principal, Scope
 from magflow.api.errors import ApiError
 from magflow.api.settings import ApiSettings
 from magflow.config import Settings
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from magflow.api.background import SyncDispatcher
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `magflow token create --scope read|sync|admin`")
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 @dataclass
@@ -88,65 +87,43 @@ async def reject_unknown_query(request: Request) -> None:
         )
 
 
-def _is_loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+# Each dependency made by `require`, with the scope it needs: the request guard and the OpenAPI document read it.
+_REQUIRED: dict[Callable[..., Any], Scope] = {}
 
 
-def require(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that admits a caller whose token's scope is `scope` or wider (read < sync < admin)."""
+def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits a caller whose token's scope is `scope` or wider (read < sync < admin).
+
+    The request guard has already authorised the request before reading its body and left the principal in the
+    scope; this hands it to the route (and authorises by itself when the app runs without the guard).
+    """
 
     async def dependency(
         request: Request,
-        state: State,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     ) -> Principal:
-        header = request.headers.get("authorization")
-        if header is None:
-            if (
-                scope == "read"
-                and request.method == "GET"
-                and state.api_settings.allow_local_reads
-                and _is_loopback(request)
-            ):
-                return Principal(name="local", scope="read")
-            raise ApiError(
-                401,
-                "missing_token",
-                "This call needs a token: send Authorization: Bearer <token> (create one with "
-                "`magflow token create --name NAME --scope read|sync|admin`).",
-                headers=_CHALLENGE,
-            )
-        if credentials is None:
-            raise ApiError(
-                401,
-                "invalid_token",
-                "The Authorization header must be 'Bearer <token>'; send the token the CLI printed.",
-                headers=_CHALLENGE,
-            )
-        async with state.sessions() as session:
-            principal = await authenticate(session, credentials.credentials)
-            await session.commit()
-        if principal is None:
-            raise ApiError(
-                401,
-                "invalid_token",
-                "This token is unknown or revoked; create a new one with `magflow token create`.",
-                headers=_CHALLENGE,
-            )
-        if not principal.allows(scope):
-            raise ApiError(
-                403,
-                "insufficient_scope",
-                f"Token {principal.name!r} has scope {principal.scope!r} but this call needs {scope!r}; "
-                f"use a token created with --scope {scope} or wider.",
-            )
-        return principal
+        return principal_of(request.scope) or await authorize(request, scope)
 
+    _REQUIRED[dependency] = scope
     return dependency
+
+
+def required_scope(route: APIRoute) -> str | None:
+    """The widest scope the route's dependencies require, or None for a route open without a token."""
+    found: list[str] = []
+
+    def walk(dependant: Dependant) -> None:
+        try:
+            scope = _REQUIRED.get(dependant.call) if dependant.call is not None else None
+        except TypeError:  # an unhashable callable (a dependency object): never one of ours
+            scope = None
+        if scope is not None:
+            found.append(scope)
+        for sub in dependant.dependencies:
+            walk(sub)
+
+    walk(route.dependant)
+    return max(found, key=SCOPE_RANK.__getitem__, default=None)
 
 
 Reader = Annotated[Principal, Depends(require("read"))]

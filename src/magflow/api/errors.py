@@ -25,8 +25,11 @@ _HTTP_CODES = {
 }
 
 
-class ApiError(Exception):
-    """An error a caller can meet, with its HTTP status, a short code and one sentence that says what to do."""
+class ApiError(StarletteHTTPException):
+    """An error a caller can meet, with its HTTP status, a short code and one sentence that says what to do.
+
+    An HTTPException, so that one raised while FastAPI reads a request body (the request guard refuses a caller
+    there, before the body is read) reaches the handler as itself instead of "error parsing the body"."""
 
     def __init__(
         self,
@@ -37,12 +40,13 @@ class ApiError(Exception):
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
+        super().__init__(status_code, detail, headers)
         self.error = error
         self.detail = detail
-        self.headers = headers
         self.extra = extra or {}
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 def error_response(
@@ -83,7 +87,7 @@ def validation_response(errors: Sequence[Any]) -> JSONResponse:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.error, exc.detail, exc.headers, exc.extra)
+    return error_response(exc.status_code, exc.error, exc.detail, dict(exc.headers or {}), exc.extra)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -100,13 +104,20 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, detail, dict(exc.headers) if exc.headers else None)
 
 
-async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("database error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+DATABASE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, OSError)
+
+
+def database_unavailable(method: str, path: str, exc: Exception) -> JSONResponse:
+    log.error("database error on %s %r: %s", method, path, type(exc).__name__)
     return error_response(
         503,
         "database_unavailable",
         "The database did not answer; check that PostgreSQL runs (`magflow db url`) and retry.",
     )
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    return database_unavailable(request.method, request.url.path, exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -121,7 +132,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(OperationalError, _database_error)
-    app.add_exception_handler(InterfaceError, _database_error)
-    app.add_exception_handler(OSError, _database_error)
+    for error_type in DATABASE_ERRORS:
+        app.add_exception_handler(error_type, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote, urlsplit, urlunsplit
+
 from sqlalchemy.engine import URL, make_url
 
 
@@ -24,3 +26,14 @@ def to_libpq_url(url: str | URL) -> str:
 def redact(url: str | URL) -> str:
     parsed = make_url(url) if isinstance(url, str) else url
     return parsed.render_as_string(hide_password=True)
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """The URL without its password, and the password (decoded), so a tool can take it from its environment
+    rather than its arguments, which every local user can read in `ps`. The rest of the URL stays as written."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not at or not colon:
+        return url, None
+    return urlunsplit(parts._replace(netloc=f"{user}@{hosts}")), unquote(password)

@@ -10,6 +10,11 @@ is bounded by `timeout_seconds`; when Redis fails or does not answer in time the
 `EmagRateBudgetError` and the request is not sent. It does not fall back to pacing in-process: the processes
 sharing the account would each spend the whole budget and exceed eMAG's limit, while a failed sync resumes
 from its checkpoint once Redis is back.
+
+Whoever can write to that Redis could push a budget key an hour ahead and stall every sync. So a key further
+ahead of Redis's clock than anything magflow writes (MAX_AHEAD_SECONDS: a queue of reservations plus a 429's
+penalty, itself capped at MAX_PENALTY_SECONDS), or one that is not a number, is not believed: the slot is taken
+from the clock and a warning is logged. Protect Redis itself with a password or an ACL user and TLS in REDIS_URL.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ from magflow.emag.errors import EmagRateBudgetError
 
 MICROS = 1_000_000
 MAX_RESERVATIONS = 3
+# A 429's penalty never pushes the budget further than this: eMAG's longest window is a minute.
+MAX_PENALTY_SECONDS = 60.0
+# How far ahead of Redis's clock a budget key may legitimately be: the penalty plus a minute of queued
+# reservations (180 of them at 3 requests/s). A key further ahead was not written by magflow's rules.
+MAX_AHEAD_SECONDS = MAX_PENALTY_SECONDS + 60.0
 DEFAULT_REDIS_TIMEOUT_SECONDS = 2.0
 log = logging.getLogger("magflow.emag")
 
@@ -109,25 +119,41 @@ class InProcessRateBudget(RateBudget):
             self._next[key] = max(self._next.get(key, 0.0), time.monotonic() + seconds)
 
 
-# KEYS[1] next free slot (µs, Redis clock). ARGV: interval µs, penalty µs (0 = reserve), ttl ms.
-# Reserve: slot = max(now, next); next = slot + interval; return slot - now.
-# Penalize: next = max(next, now + penalty); return 0.
+# KEYS[1] next free slot (µs, Redis clock). ARGV: interval µs, penalty µs (0 = reserve), ttl ms, max ahead µs.
+# A stored value that is not a number, or further than max-ahead past now, is ignored (next = now).
+# Reserve: slot = max(now, next); next = slot + interval. Penalize: next = max(next, now + penalty).
+# Returns {seconds-to-slot µs (0 for a penalty), how far ahead an ignored value was in ms (-1: not a number,
+# 0: none ignored)}.
 _RESERVE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local penalty = tonumber(ARGV[2])
-local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
 local ttl = tonumber(ARGV[3])
+local horizon = tonumber(ARGV[4])
+local stored = redis.pcall('GET', KEYS[1])
+local nxt = 0
+local ignored = 0
+if type(stored) == 'string' then
+  nxt = tonumber(stored)
+  if nxt == nil or nxt ~= nxt then
+    nxt, ignored = 0, -1
+  elseif nxt > now + horizon then
+    ignored = math.min(math.floor((nxt - now) / 1000), 1e15)
+    nxt = 0
+  end
+elseif type(stored) == 'table' then
+  ignored = -1
+end
 if penalty > 0 then
   local pushed = math.max(nxt, now + penalty)
   redis.call('SET', KEYS[1], string.format('%.0f', pushed), 'PX', ttl + math.floor(penalty / 1000))
-  return 0
+  return {0, ignored}
 end
 local slot = math.max(now, nxt)
 local expiry = ttl + math.floor((slot - now) / 1000)
 redis.call('SET', KEYS[1], string.format('%.0f', slot + interval), 'PX', expiry)
-return slot - now
+return {slot - now, ignored}
 """
 
 
@@ -179,18 +205,23 @@ class RedisRateBudget(RateBudget):
     async def _call(self, account: str, bucket: Bucket, penalty: float, weight: float = 1.0) -> int:
         interval_us = round(self.limits.interval(bucket) * weight * MICROS)
         ttl_ms = 60_000 + interval_us // 1000
+        penalty_us = round(min(penalty, MAX_PENALTY_SECONDS) * MICROS)
+        horizon_us = round(MAX_AHEAD_SECONDS * MICROS)
+        key = self.key(account, bucket)
         try:
             # The socket timeouts bound each step; this bounds the whole call (connect, a reconnect, loading
             # the script), whatever the installed redis-py does about retries.
             async with asyncio.timeout(self.timeout_seconds):
-                result = await self._script()(
-                    keys=[self.key(account, bucket)], args=[interval_us, round(penalty * MICROS), ttl_ms]
+                wait_us, ignored_ms = await self._script()(
+                    keys=[key], args=[interval_us, penalty_us, ttl_ms, horizon_us]
                 )
         except (TimeoutError, aioredis.TimeoutError):
             raise self._error(account, f"did not answer within {self.timeout_seconds:g}s") from None
         except (aioredis.RedisError, OSError) as exc:
             raise self._error(account, f"failed ({type(exc).__name__}: {exc})") from None
-        return int(result)
+        if ignored_ms:
+            _warn_ignored(key, int(ignored_ms))
+        return int(wait_us)
 
     def _error(self, account: str, reason: str) -> EmagRateBudgetError:
         password = urlsplit(self.redis_url).password
@@ -211,6 +242,15 @@ class RedisRateBudget(RateBudget):
         if client is not None:
             self._scripts.pop(id(client), None)
             await client.aclose()
+
+
+def _warn_ignored(key: str, ahead_ms: int) -> None:
+    held = "a value that is not a number" if ahead_ms < 0 else f"a slot {ahead_ms / 1000:.0f} s ahead of its clock"
+    log.warning(
+        "rate budget key %s in Redis held %s, more than magflow ever sets (%.0f s): ignored it. Something other "
+        "than magflow writes to this Redis; protect it with a password or an ACL user in REDIS_URL",
+        key, held, MAX_AHEAD_SECONDS,
+    )  # fmt: skip
 
 
 def redacted_url(url: str) -> str:

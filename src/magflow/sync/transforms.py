@@ -2,6 +2,10 @@
 
 Set `MAGFLOW_TRANSFORM_HOOK=package.module:function`. The function receives the parsed offer and a
 `TransformContext` and returns a mapping of JSON-serialisable values, stored in `computed_fields`.
+
+The hook is trusted code: magflow imports it and runs it in every process that syncs, with the process's
+rights and settings (eMAG passwords, database URL). It is imported from `sys.path`, which for
+`python -m magflow` includes the working directory: install hooks as a package, run the `magflow` command.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from magflow.config import SettingsError
 from magflow.emag import ProductOffer
 
 
@@ -24,8 +29,8 @@ class TransformContext:
 Transform = Callable[[ProductOffer, TransformContext], Mapping[str, Any]]
 
 
-class TransformHookError(ValueError):
-    pass
+class TransformHookError(SettingsError, ValueError):
+    """The hook cannot be used; a SettingsError, so the CLI shows it as one line and exits 2."""
 
 
 def load_transform(path: str | None) -> Transform | None:
@@ -37,13 +42,16 @@ def load_transform(path: str | None) -> Transform | None:
     try:
         module = importlib.import_module(module_name)
         func = getattr(module, attr)
-    except (ImportError, AttributeError, ValueError) as exc:
+    except Exception as exc:  # any failure of the hook's own module (a SyntaxError, its imports, its code)
+        reason = (str(exc).strip().splitlines() or [""])[0]
         raise TransformHookError(
-            f"MAGFLOW_TRANSFORM_HOOK={path!r} cannot be loaded ({exc}); "
+            f"MAGFLOW_TRANSFORM_HOOK={path!r} cannot be loaded ({type(exc).__name__}: {reason}); "
             "give it as package.module:function, importable by magflow"
         ) from None
     if not callable(func):
-        raise TransformHookError(f"MAGFLOW_TRANSFORM_HOOK={path!r} is not a function")
+        raise TransformHookError(
+            f"MAGFLOW_TRANSFORM_HOOK={path!r} is not a function; name one as package.module:function"
+        )
     return func  # type: ignore[no-any-return]
 
 
