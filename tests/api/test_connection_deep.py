@@ -45,7 +45,7 @@ async def http(
 ) -> AsyncIterator[httpx.AsyncClient]:
     server = start_api(None, **standin_settings(emag))
     tokens = await make_tokens(clean_engine)
-    headers = {"Authorization": f"Bearer {tokens['read']}"}
+    headers = {"Authorization": f"Bearer {tokens['sync']}"}
     async with httpx.AsyncClient(base_url=server.base_url + PREFIX, headers=headers, timeout=60) as client:
         yield client
 

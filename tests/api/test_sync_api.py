@@ -139,11 +139,10 @@ async def test_the_guides_curl_calls_work_as_written(api: Api, sandbox: Any) -> 
 
 
 async def test_live_status_while_an_async_sync_runs(api: Api, sandbox: Any) -> None:
-    sandbox.state.faults.set_latency(120)  # 30 pages of 10 -> a few seconds
+    sandbox.state.reset(products_per_account=2000)  # scans read 100 per page: 20 pages, a few seconds
+    sandbox.state.faults.set_latency(300)
     async with api.client("sync") as http:
-        accepted = await http.post(
-            "/sync", json={"account_type": "main", "mode": "full", "items_per_page": 10, "run_async": True}
-        )
+        accepted = await http.post("/sync", json={"account_type": "main", "mode": "full", "run_async": True})
         assert accepted.status_code == 202, accepted.text
         sync_id = accepted.json()["data"]["sync_id"]
         assert accepted.json()["data"]["dispatched_to"] == "server"
@@ -191,11 +190,10 @@ async def test_a_second_sync_of_a_busy_account_is_409_naming_the_running_one(api
 
 
 async def test_cancelling_a_running_sync(api: Api, sandbox: Any) -> None:
-    sandbox.state.faults.set_latency(100)
+    sandbox.state.reset(products_per_account=2000)  # scans read 100 per page: 20 pages to cancel in
+    sandbox.state.faults.set_latency(300)
     async with api.client("sync") as http:
-        accepted = await http.post(
-            "/sync", json={"account_type": "main", "mode": "full", "items_per_page": 10, "run_async": True}
-        )
+        accepted = await http.post("/sync", json={"account_type": "main", "mode": "full", "run_async": True})
         sync_id = accepted.json()["data"]["sync_id"]
         for _ in range(200):
             run = (await http.get(f"/sync/{sync_id}")).json()
@@ -244,7 +242,7 @@ async def test_sync_errors_and_numbers(api: Api, sandbox: Any) -> None:
 
 
 async def test_test_connection_gives_the_verdict_never_a_secret(api: Api, sandbox: Any, start_api: Any) -> None:
-    async with api.client("read") as http:
+    async with api.client("sync") as http:
         ok = (await http.post("/test-connection", params={"account_type": "fbe"})).json()
         assert ok["status"] == "ok" and ok["connected"] is True
         assert ok["product_count"] == len(sandbox.state.truth("fbe"))

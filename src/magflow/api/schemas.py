@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
 
+from magflow.sync.plan import MAX_FILTER_SETS, too_many_named
+
 AccountType = Literal["main", "fbe"]
 AccountOrBoth = Literal["main", "fbe", "both"]
 Mode = Literal["incremental", "full", "selective"]
@@ -86,6 +88,9 @@ AUTHENTICATED_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+LIMIT_NOTE = f"ids, skus and part_number_keys together: at most {MAX_FILTER_SETS}"
+
+
 class SyncRequest(StrippedInput):
     """POST /sync. Every field is optional; the selective filters apply to mode `selective` only."""
 
@@ -94,13 +99,27 @@ class SyncRequest(StrippedInput):
     account_type: AccountOrBoth = "both"
     mode: Mode = "incremental"
     max_pages: int | None = Field(default=None, ge=1, le=100_000, description="null: every page")
-    items_per_page: int = Field(default=100, ge=1, le=100)
+    items_per_page: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="honoured by a selective sync of ids, skus or part_number_keys only; every other sync reads "
+        "100 per page (another value is ignored, with a note in data.notes)",
+    )
     include_inactive: bool = False
-    conflict_strategy: Strategy = "emag_priority"
+    conflict_strategy: Strategy = Field(
+        default="emag_priority", description="emag_priority with a sync token; any other strategy needs admin"
+    )
     run_async: bool = False
-    ids: list[OfferId] = Field(default_factory=list, max_length=1000, description="selective: offer ids")
-    skus: list[Sku] = Field(default_factory=list, max_length=1000, description="selective: SKUs (part_number)")
-    part_number_keys: list[Sku] = Field(default_factory=list, max_length=1000, description="selective")
+    ids: list[OfferId] = Field(
+        default_factory=list, max_length=MAX_FILTER_SETS, description=f"selective: offer ids ({LIMIT_NOTE})"
+    )
+    skus: list[Sku] = Field(
+        default_factory=list, max_length=MAX_FILTER_SETS, description=f"selective: SKUs, part_number ({LIMIT_NOTE})"
+    )
+    part_number_keys: list[Sku] = Field(
+        default_factory=list, max_length=MAX_FILTER_SETS, description=f"selective ({LIMIT_NOTE})"
+    )
     status: Literal[0, 1, 2] | None = Field(default=None, description="selective: offer status")
     validation_status: int | None = Field(default=None, ge=0, le=100, description="selective")
     offer_validation_status: int | None = Field(default=None, ge=0, le=100, description="selective")
@@ -113,6 +132,9 @@ class SyncRequest(StrippedInput):
             raise ValueError("mode selective needs at least one filter: " + ", ".join(SELECTIVE_FILTERS))
         if self.mode != "selective" and given:
             raise ValueError(f"{given[0]} is a selective filter; send it with mode selective")
+        refused = too_many_named(len(self.ids) + len(self.skus) + len(self.part_number_keys))
+        if refused is not None:
+            raise ValueError(refused)
         return self
 
 
@@ -129,6 +151,7 @@ class SyncData(BaseModel):
     error_message: str | None = None
     duration_seconds: float | None = None
     accounts: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list, description="what of the request was not done as asked, and why")
 
 
 class SyncResponse(BaseModel):
@@ -142,6 +165,7 @@ class SyncAcceptedData(BaseModel):
     status_url: str
     sync_url: str
     dispatched_to: Literal["celery", "server"]
+    notes: list[str] = Field(default_factory=list, description="what of the request was not done as asked, and why")
 
 
 class SyncAccepted(BaseModel):

@@ -9,6 +9,11 @@ from typing import Any
 from magflow.sync.enums import ConflictResolutionStrategy, SyncMode
 
 SCALAR_FILTERS = ("status", "validation_status", "offer_validation_status", "general_stock")
+# Each offer a selective sync names (an id, a SKU, a part_number_key) costs at least one eMAG call from a budget of
+# 3 requests/s shared by every call of the account: one request may name at most this many (a minute or two).
+MAX_FILTER_SETS = 200
+# eMAG's maximum page size, and the cheapest: a scan of N offers costs N/100 calls at 100, N calls at 1.
+SCAN_PAGE_SIZE = 100
 
 
 class SyncRequestError(ValueError):
@@ -40,6 +45,11 @@ class SelectiveFilters:
             general_stock=data.get("general_stock"),
         )
 
+    @property
+    def named(self) -> int:
+        """How many offers the request names (ids, SKUs, part_number_keys): one filter set, one call each."""
+        return len(self.ids) + len(self.skus) + len(self.part_number_keys)
+
     def filter_sets(self) -> list[dict[str, Any]]:
         scalars = {k: getattr(self, k) for k in SCALAR_FILTERS if getattr(self, k) is not None}
         sets: list[dict[str, Any]] = [{"id": i} for i in self.ids]
@@ -48,6 +58,35 @@ class SelectiveFilters:
         if sets:
             return [{**s, **scalars} for s in sets]
         return [scalars] if scalars else []
+
+
+def too_many_named(named: int) -> str | None:
+    """Why a request naming `named` offers is refused, or None when it is within MAX_FILTER_SETS."""
+    if named <= MAX_FILTER_SETS:
+        return None
+    return (
+        f"ids, skus and part_number_keys name {named} offers together, but one sync may name at most "
+        f"{MAX_FILTER_SETS} (each costs an eMAG call from the account's rate budget): split them over several syncs"
+    )
+
+
+def scan_page_size(mode: SyncMode, items_per_page: int, names_offers: bool) -> tuple[int, str | None]:
+    """The page size a sync asked for over the API reads with, and a note when that is not what it asked for.
+
+    Pages smaller than eMAG's maximum only multiply the calls a scan costs (`items_per_page: 1` turns a full sync
+    of 10,000 offers into 10,000 calls, about an hour of the account's budget), so full, incremental and
+    status-filtered selective syncs read 100 per page. A selective read of named offers keeps its page size: it
+    costs one call per named offer either way. The guide's bodies send 100, or a smaller batch as a
+    troubleshooting step, which is why another value is ignored with a note rather than refused."""
+    if items_per_page == SCAN_PAGE_SIZE or (mode is SyncMode.SELECTIVE and names_offers):
+        return items_per_page, None
+    what = "a selective sync by status filters" if mode is SyncMode.SELECTIVE else f"a {mode.value} sync"
+    less = "" if mode is SyncMode.FULL else "; max_pages limits how much it reads"
+    return SCAN_PAGE_SIZE, (
+        f"items_per_page {items_per_page} was ignored: {what} reads {SCAN_PAGE_SIZE} offers per page, eMAG's "
+        "maximum and the fewest calls from the account's rate budget (only a selective sync of ids, skus or "
+        f"part_number_keys keeps its own page size){less}"
+    )
 
 
 def parse_enum(kind: type[SyncMode] | type[ConflictResolutionStrategy], value: Any, name: str) -> Any:
@@ -101,6 +140,9 @@ def build_plan(
                 "a selective sync needs at least one filter: ids, skus, part_number_keys, status, "
                 "validation_status, offer_validation_status or general_stock"
             )
+        refused = too_many_named(filters.named if filters is not None else 0)
+        if refused is not None:
+            raise SyncRequestError(refused)
         targeted = filters is not None and (filters.ids or filters.skus or filters.part_number_keys)
         if not targeted and not include_inactive and filters is not None and filters.status is None:
             sets = [{**s, "status": 1} for s in sets]

@@ -240,7 +240,13 @@ class EmagProductSyncService:
                 await session.commit()
 
     def _account_run(self, account: str, sync_id: uuid.UUID, plan: Plan, locks: AccountLocks) -> AccountRun:
-        writer = PageWriter(account=account, sync_id=sync_id, strategy=self.conflict_strategy, transform=self.transform)
+        writer = PageWriter(
+            account=account,
+            sync_id=sync_id,
+            strategy=self.conflict_strategy,
+            transform=self.transform,
+            actor=self.triggered_by[:64],  # the audit names who started the sync, as the run row does
+        )
         return _TransformingRun(
             account=account,
             sync_id=sync_id,

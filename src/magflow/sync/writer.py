@@ -64,7 +64,7 @@ WITH written AS (
     RETURNING id, account_type, emag_id, (xmax = 0) AS inserted
 ), created AS (
     INSERT INTO emag_product_changes (product_id, account_type, emag_id, change_type, source, sync_id, actor)
-    SELECT id, account_type, emag_id, 'created', 'emag', $2::uuid, 'sync' FROM written WHERE inserted
+    SELECT id, account_type, emag_id, 'created', 'emag', $2::uuid, $3::varchar FROM written WHERE inserted
 )
 SELECT emag_id, id, inserted FROM written
 """
@@ -114,7 +114,7 @@ WITH bad AS (
 )
 INSERT INTO emag_product_changes
     (product_id, account_type, emag_id, change_type, field, new_value, source, sync_id, actor)
-SELECT id, $2::varchar, emag_id, 'quarantined', NULL, to_jsonb(reason), 'emag', $3::uuid, 'sync' FROM marked
+SELECT id, $2::varchar, emag_id, 'quarantined', NULL, to_jsonb(reason), 'emag', $3::uuid, $4::varchar FROM marked
 """
 _PLACEHOLDER = ("account_type", "emag_id", "sku", "name", "raw_emag_data", "content_hash", "sync_status", "sync_issue")
 QUARANTINE_NEW_SQL = f"""
@@ -127,7 +127,8 @@ WITH written AS (
 )
 INSERT INTO emag_product_changes
     (product_id, account_type, emag_id, change_type, field, new_value, source, sync_id, actor)
-SELECT id, account_type, emag_id, 'quarantined', NULL, to_jsonb(sync_issue), 'emag', $2::uuid, 'sync' FROM written
+SELECT id, account_type, emag_id, 'quarantined', NULL, to_jsonb(sync_issue), 'emag', $2::uuid, $3::varchar
+FROM written
 """
 OPEN_CONFLICTS_SQL = """
 SELECT id, product_id, field, base_value, local_value, emag_value FROM emag_product_conflicts
@@ -135,7 +136,7 @@ WHERE status = 'open' AND product_id = ANY($1::uuid[])
 """
 CLOSE_CONFLICT_SQL = """
 UPDATE emag_product_conflicts SET status = 'superseded', resolution = $2::varchar, resolved_at = $3,
-    resolved_by = 'sync'
+    resolved_by = $4::varchar
 WHERE id = $1 AND status = 'open'
 """
 _AUDITED = (
@@ -205,6 +206,9 @@ class PageWriter:
     strategy: ConflictResolutionStrategy
     transform: Transform | None = None
     transform_context: TransformContext | None = None
+    # Who the audit rows name: the run's triggered_by (api:<token>, cli, celery:beat), so a sync that overwrote
+    # a local edit says who started it.
+    actor: str = "sync"
 
     def _rows(
         self, offers: Sequence[ProductOffer], rejected: Sequence[RejectedOffer]
@@ -298,7 +302,7 @@ class PageWriter:
         outcome.created = sum(written)  # their "created" audit rows are written by the upsert statement itself
         outcome.updated = len(written) - outcome.created
         for conflict_id, why in plan.closed:
-            await conn.exec_driver_sql(CLOSE_CONFLICT_SQL, (conflict_id, why, observed_at))
+            await conn.exec_driver_sql(CLOSE_CONFLICT_SQL, (conflict_id, why, observed_at, self.actor))
         if plan.conflicts:
             await session.execute(insert(EmagProductConflict).values(plan.conflicts))
         outcome.conflicts = len(plan.conflicts)
@@ -461,7 +465,7 @@ class PageWriter:
             "new_value": new,
             "source": source,
             "sync_id": self.sync_id,
-            "actor": "sync",
+            "actor": self.actor,
         }
 
     async def _old_values(self, session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
@@ -484,7 +488,7 @@ class PageWriter:
         per page (which cost more than the database's work)."""
         conn = await session.connection()
         document = await asyncio.to_thread(lambda: canonical_json(rows).decode())
-        result = await conn.exec_driver_sql(UPSERT_SQL, (document, self.sync_id))
+        result = await conn.exec_driver_sql(UPSERT_SQL, (document, self.sync_id, self.actor))
         written: list[Any] = list(result.all())
         return [bool(r[2]) for r in written]  # True: inserted, False: updated
 
@@ -501,9 +505,11 @@ class PageWriter:
         try:
             async with session.begin_nested():
                 await conn.exec_driver_sql(
-                    QUARANTINE_EXISTING_SQL, (canonical_json(marks).decode(), self.account, self.sync_id)
+                    QUARANTINE_EXISTING_SQL, (canonical_json(marks).decode(), self.account, self.sync_id, self.actor)
                 )
-                await conn.exec_driver_sql(QUARANTINE_NEW_SQL, (canonical_json(placeholders).decode(), self.sync_id))
+                await conn.exec_driver_sql(
+                    QUARANTINE_NEW_SQL, (canonical_json(placeholders).decode(), self.sync_id, self.actor)
+                )
         except DBAPIError as exc:  # never let the bookkeeping of a bad offer stop the good ones
             log.error("quarantine rows not written sync_id=%s account=%s error=%s", self.sync_id, self.account,
                       brief(exc))  # fmt: skip
@@ -553,7 +559,8 @@ def brief(exc: BaseException) -> str:
 async def mark_missing(
     session: AsyncSession, account: str, emag_ids: Sequence[int], sync_id: uuid.UUID, now: datetime
 ) -> int:
-    """After a verified scan: these products of the account are gone from eMAG; they become missing (soft)."""
+    """After a verified scan: these products of the account are gone from eMAG; they become missing (soft). The
+    audit rows name who started the run (its triggered_by), as the page writer's do."""
     if not emag_ids:
         return 0
     result = await session.execute(
@@ -568,7 +575,9 @@ async def mark_missing(
             ), audit AS (
                 INSERT INTO emag_product_changes
                     (product_id, account_type, emag_id, change_type, source, sync_id, actor, changed_at)
-                SELECT id, :account, emag_id, 'missing', 'emag', :sync_id, 'sync', :now FROM gone
+                SELECT id, :account, emag_id, 'missing', 'emag', :sync_id,
+                       COALESCE((SELECT triggered_by FROM emag_sync_logs WHERE id = :sync_id), 'sync'), :now
+                FROM gone
             )
             SELECT count(*) FROM gone
             """

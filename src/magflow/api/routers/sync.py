@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -14,13 +15,9 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from magflow import reports
-from magflow.accounts import (
-    AccountNotConfiguredError,
-    account_config,
-    configured_accounts,
-    rate_budget,
-    with_recorded_formats,
-)
+from magflow.accounts import AccountNotConfiguredError, account_config, configured_accounts
+from magflow.api.access import client_address, shown
+from magflow.api.auth import Principal
 from magflow.api.background import SyncNotQueuedError, execute_queued_sync, fail_queued
 from magflow.api.deps import AppState, Reader, Session, State, Syncer, reject_unknown_query
 from magflow.api.errors import ApiError
@@ -42,14 +39,19 @@ from magflow.api.schemas import (
     SyncResponse,
     SyncRunDetail,
 )
-from magflow.emag import DeepReport, EmagClient, deep_check
+from magflow.emag import DeepReport
 from magflow.models import EmagSyncLog
-from magflow.observability.health import store_connection_verdict
 from magflow.sync import SyncAlreadyRunningError, SyncRequestError
+from magflow.sync.connection_checks import VERDICT_TTL_SECONDS, CheckAnswer, ConnectionChecks, SyncRunningError
+from magflow.sync.enums import ConflictResolutionStrategy, SyncMode
 from magflow.sync.locks import account_is_locked
+from magflow.sync.plan import scan_page_size
 from magflow.sync.runs import reap_dead_runs, running_sync_for
 
+log = logging.getLogger("magflow.api.access")
+
 PREFIX = "/api/v1/emag/products"
+DEFAULT_STRATEGY = ConflictResolutionStrategy.EMAG_PRIORITY.value
 OPERATIONS = {"full": "full_sync", "incremental": "incremental_sync", "selective": "selective_sync"}
 MESSAGES = {
     "completed": "Product synchronization completed successfully",
@@ -113,6 +115,29 @@ def _already_running(exc: SyncAlreadyRunningError) -> ApiError:
     return ApiError(409, "sync_already_running", str(exc), extra={"running_sync_id": running})
 
 
+def _check_strategy(request: Request, principal: Principal, strategy: str) -> None:
+    """The default strategy is what every scheduled sync runs; choosing how conflicts with local (admin) edits
+    are settled otherwise is an admin's decision."""
+    if strategy == DEFAULT_STRATEGY or principal.allows("admin"):
+        return
+    log.warning(
+        "api auth refused status=403 reason=insufficient_scope token=%s scope=%s conflict_strategy=%s client=%s "
+        "method=POST path=%s",
+        principal.name,
+        principal.scope,
+        strategy,
+        client_address(request),
+        shown(request.url.path),
+    )
+    raise ApiError(
+        403,
+        "insufficient_scope",
+        f"conflict_strategy {strategy} needs an admin token (token {principal.name!r} has scope "
+        f"{principal.scope!r}); leave it out to sync with {DEFAULT_STRATEGY}, or use a token created with "
+        "--scope admin.",
+    )
+
+
 def _not_configured(exc: AccountNotConfiguredError) -> ApiError:
     return ApiError(409, "account_not_configured", f"{str(exc).rstrip('.')}, then restart `magflow serve`.")
 
@@ -129,6 +154,10 @@ def _not_configured(exc: AccountNotConfiguredError) -> ApiError:
 )
 async def trigger_sync(request: Request, principal: Syncer, state: State, session: Session) -> Any:
     body = await _parse_sync_request(request)
+    _check_strategy(request, principal, body.conflict_strategy)
+    names_offers = bool(body.ids or body.skus or body.part_number_keys)
+    items_per_page, note = scan_page_size(SyncMode(body.mode), body.items_per_page, names_offers)
+    notes = [note] if note else []
     wanted = ["main", "fbe"] if body.account_type == "both" else [body.account_type]
     configured = [a for a in wanted if a in configured_accounts(state.settings)]
     if not configured:
@@ -138,7 +167,12 @@ async def trigger_sync(request: Request, principal: Syncer, state: State, sessio
             raise _not_configured(exc) from None
     await _busy(state, session, configured)
 
-    params = {**body.model_dump(mode="json"), "triggered_by": f"api:{principal.name}"[:64]}
+    # triggered_by is also the actor of every audit row the sync writes (emag_product_changes.actor).
+    params = {
+        **body.model_dump(mode="json"),
+        "items_per_page": items_per_page,
+        "triggered_by": f"api:{principal.name}"[:64],
+    }
     run = EmagSyncLog(
         id=uuid.uuid4(),
         account_type=body.account_type if len(configured) == len(wanted) else configured[0],
@@ -164,6 +198,7 @@ async def trigger_sync(request: Request, principal: Syncer, state: State, sessio
                         "status_url": f"{PREFIX}/status",
                         "sync_url": f"{PREFIX}/sync/{run.id}",
                         "dispatched_to": target,
+                        "notes": notes,
                     },
                 }
             ).model_dump(mode="json"),
@@ -183,7 +218,8 @@ async def trigger_sync(request: Request, principal: Syncer, state: State, sessio
         await fail_queued(state.engine, run.id, str(exc))
         raise _not_configured(exc) from None
     status = result["status"]
-    return SyncResponse.model_validate({"status": status, "message": MESSAGES[status], "data": result})
+    data = {**result, "notes": notes}
+    return SyncResponse.model_validate({"status": status, "message": MESSAGES[status], "data": data})
 
 
 @router.get(
@@ -277,11 +313,19 @@ async def get_history(
     description="Reads the count and two one-offer pages, so a body style eMAG does not honour shows as "
     "`paging_ignored`. With `deep=true` the answer adds `deep`: credentials, IP whitelist, request format, count "
     "vs listing, platform and currency, clock offset, rate-limit headers, catalogue size and the predicted time "
-    "of a full sync (about 6 requests).",
-    responses={409: {"model": ErrorBody, "description": "The account has no credentials"}},
+    "of a full sync (about 6 requests).\n\nChecks spend the account's rate budget, so an account is checked at "
+    f"most once every {VERDICT_TTL_SECONDS:g} s: a later call answers the same verdict (its message says how old, "
+    "and so does the `Age` header), callers arriving during a check share it, and while a sync of the account runs "
+    "its progress answers instead (a deep check then is 409 `sync_running`).",
+    responses={
+        409: {
+            "model": ErrorBody,
+            "description": "The account has no credentials, or a sync of it runs and cannot answer yet",
+        }
+    },
 )
 async def test_connection(
-    principal: Reader,
+    principal: Syncer,
     state: State,
     account_type: Annotated[AccountType, Query()] = "main",
     deep: Annotated[bool, Query(description="run the deep check (see the description)")] = False,
@@ -290,31 +334,41 @@ async def test_connection(
         config = account_config(state.settings, account_type)
     except AccountNotConfiguredError as exc:
         raise _not_configured(exc) from None
-    config = (await with_recorded_formats(state.engine, {account_type: config}))[account_type]
-    budget = rate_budget(state.settings)
-    report: DeepReport | None = None
+    checks = _connection_checks(state)
     try:
-        async with EmagClient(config, budget=budget) as client:
-            if deep:
-                report = await deep_check(client)
-                verdict = report.verdict
-            else:
-                verdict = await client.check_connection()
-    finally:
-        await budget.aclose()
-    await store_connection_verdict(state.engine, verdict)  # readiness and alerts read the last verdict
+        answer = await checks.answer(account_type, deep)
+    except SyncRunningError as exc:
+        raise ApiError(409, "sync_running", str(exc), extra={"running_sync_id": str(exc.sync_id)}) from None
+    except AccountNotConfiguredError as exc:
+        raise _not_configured(exc) from None
     secrets = [s for s in (config.password, state.settings.password(account_type).get_secret_value()) if s]
+    now = datetime.now(UTC)
+    verdict = answer.verdict
     result = ConnectionResult(
         account_type=account_type,
         status=verdict.status,
         connected=verdict.ok,
-        message=_hide(verdict.message, secrets),
+        message=_hide(verdict.message, secrets) + answer.note(now, checks.ttl),
         product_count=verdict.product_count,
         latency_ms=verdict.latency_ms,
-        deep=_deep(report, secrets) if report is not None else None,
+        deep=_deep(answer.report, secrets) if answer.report is not None else None,
     )
     # Without deep=true the guide's answer is unchanged: no `deep` key at all.
-    return JSONResponse(result.model_dump(mode="json", exclude=None if deep else {"deep"}))
+    return JSONResponse(
+        result.model_dump(mode="json", exclude=None if deep else {"deep"}), headers=_age_header(answer, now)
+    )
+
+
+def _connection_checks(state: AppState) -> ConnectionChecks:
+    checks = state.extras.get("connection_checks")
+    if not isinstance(checks, ConnectionChecks):
+        checks = state.extras["connection_checks"] = ConnectionChecks(state.engine, state.settings)
+    return checks
+
+
+def _age_header(answer: CheckAnswer, now: datetime) -> dict[str, str]:
+    """HTTP's own way to say an answer was not made for this request, and how old it is (RFC 9111 5.1)."""
+    return {} if answer.source == "check" else {"Age": str(answer.age_seconds(now))}
 
 
 def _hide(text: str, secrets: list[str]) -> str:
