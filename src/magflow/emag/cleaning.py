@@ -7,8 +7,8 @@ a lone UTF-16 surrogate (`"\\ud83d"`, half an emoji) that no UTF-8 encoder accep
 - every lone surrogate is replaced by U+FFFD (the Unicode replacement character);
 - a key that its cleaning would turn into a key the object already has keeps a U+FFFD suffix, so it never
   overwrites that key's value;
-- an integer beyond 64 bits (an unknown key's value: typed fields check their own ranges) becomes its decimal text,
-  exactly, since JSON encoders and `jsonb` handling here stop at 64 bits;
+- an integer outside what the JSON encoder writes (below -2**63 or from 2**64 on; typed fields check their own
+  ranges) becomes its decimal text, exactly, wherever it stands, whatever else the offer holds;
 - a value nested deeper than MAX_DEPTH becomes its JSON text (PostgreSQL stores it, but the encoder stops at 254).
 What was cleaned, and where, is returned as notes; the sync stores them in the product's `sync_issue`.
 """
@@ -27,7 +27,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 MAX_NOTES = 5
 MAX_DEPTH = 200
-_INT64 = 2**63
+_SMALLEST, _BEYOND = -(2**63), 2**64  # orjson reads and writes integers in this range exactly
 
 
 def needs_cleaning(entry: Any) -> bool:
@@ -66,7 +66,7 @@ def _clean_text(text: str, path: str, notes: list[str]) -> str:
 def _clean(value: Any, path: str, notes: list[str], depth: int) -> Any:
     if isinstance(value, str):
         return _clean_text(value, path, notes)
-    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+    if isinstance(value, int) and not isinstance(value, bool) and not _SMALLEST <= value < _BEYOND:
         notes.append(f"kept the integer beyond 64 bits at {path or 'the value'} as text")
         return str(value)
     if isinstance(value, list | dict) and depth >= MAX_DEPTH:

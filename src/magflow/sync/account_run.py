@@ -243,9 +243,10 @@ class AccountRun(FullScanVerifier):
         checkpoint["next_page"] = read.page_no + 1
         checkpoint["pass_repeated"] = checkpoint.get("pass_repeated", 0) + outcome.repeated
         checkpoint["pass_anonymous"] = checkpoint.get("pass_anonymous", 0) + outcome.anonymous
+        await self._commit_page(session, progress, checkpoint, outcome, read.page_no, page.raw_count)
+        # Counted once committed: a page whose commit a lost lock refused was never stored.
         self.result.add(outcome)
         self.result.pages += 1
-        await self._commit_page(session, progress, checkpoint, outcome, read.page_no, page.raw_count)
 
     async def _commit_page(
         self,
@@ -257,7 +258,8 @@ class AccountRun(FullScanVerifier):
         read: int,
     ) -> None:
         now = utcnow()
-        advance(progress, outcome, page_no, read, checkpoint, self.result.total_processed, self._started, now)
+        done = self.result.total_processed + outcome.processed
+        advance(progress, outcome, page_no, read, checkpoint, done, self._started, now)
         cancel = await record_page(session, self.sync_id, outcome, self._stats.take(self.client.stats), now)
         await self._guarded_commit(session)
         log.debug(
