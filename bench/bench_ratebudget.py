@@ -49,7 +49,7 @@ async def run(pages: int, latency_ms: float, redis_url: str | None) -> None:
         await budget.aclose()
         server.stop()
     requests = sum(state.requests_per_second("main").values())
-    arrivals = state.limiter._buckets[("main", "default")].arrivals
+    arrivals = state.limiter._counters[("main", "default")].arrivals
     steady = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) / RATE  # first to last request, no latency tail
     print(
         f"{type(budget).__name__:20} latency {latency_ms:5.0f} ms: {offers} offers, {requests} requests in "

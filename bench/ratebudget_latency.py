@@ -61,7 +61,7 @@ async def run(pages: int, latency_ms: float, redis_url: str) -> None:
     finally:
         server.stop()
     requests = sum(state.requests_per_second("main").values())
-    arrivals = state.limiter._buckets[("main", "default")].arrivals
+    arrivals = state.limiter._counters[("main", "default")].arrivals
     print(
         f"Redis {latency_ms:4.0f} ms away (each way): {requests} requests in {elapsed:5.1f} s = "
         f"{requests / elapsed:.2f} req/s ({(len(arrivals) - 1) / (arrivals[-1] - arrivals[0]):.2f} first to last); "

@@ -62,6 +62,7 @@ def account_config(settings: Settings, account: AccountName) -> AccountConfig:
         timeout_seconds=settings.emag_request_timeout_seconds,
         connect_timeout_seconds=settings.emag_connect_timeout_seconds,
         max_attempts=settings.emag_max_attempts,
+        max_response_bytes=settings.emag_max_response_bytes,
         detailed_log=settings.detailed_log(account),
         **_request_format(settings, account),
     )

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     emag_request_timeout_seconds: float = Field(default=120.0, gt=0, le=900)
     emag_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     emag_max_attempts: int = Field(default=6, ge=1, le=20)
+    # The largest answer read from eMAG (bytes, decoded); a larger one fails its page at once, unread.
+    emag_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024 * 1024, le=1024 * 1024 * 1024)
     emag_rate_limit_per_second: float = Field(default=3.0, gt=0, le=100)
     emag_rate_limit_per_minute: int = Field(default=180, ge=1, le=6000)
     emag_order_rate_limit_per_second: float = Field(default=12.0, gt=0, le=100)

@@ -215,11 +215,6 @@ async def test_a_full_sync_at_emags_pace_stores_every_product_under_each_rate_mo
     assert sum(sandbox.state.count_429(a) for a in ACCOUNTS) <= 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the client keeps 3 requests/s per account when MAIN and FBE share one budget: about 40 % of its requests "
-    "get 429 and a run can end partial; its rate budget (src/magflow/emag) must back off on repeated 429s",
-)
 async def test_with_one_budget_for_both_accounts_the_sync_completes_without_a_storm_of_429s(
     sandbox: Any, configs: ConfigFactory, clean_engine: AsyncEngine
 ) -> None:

@@ -18,6 +18,8 @@ REQUEST_FORMATS: tuple[RequestFormat, ...] = ("json", "json-data", "form")
 RequestFormatSource = Literal["account_setting", "recorded", "setting", "default", "explicit"]
 DEFAULT_BASE_URL = "https://marketplace-api.emag.ro/api-3"
 MIN_LATENESS_TOLERANCE = 0.01  # below this, re-reserving cannot help: every wake-up is a little late
+# A page of 100 offers is a few hundred KiB; an answer past this is refused unread (EMAG_MAX_RESPONSE_BYTES).
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +80,13 @@ class AccountConfig:
     max_connections: int = 8
     request_format: RequestFormat = "json"
     request_format_source: RequestFormatSource = "explicit"
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if self.max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be positive")
         if self.timeout_seconds <= 0 or self.connect_timeout_seconds <= 0 or self.deadline_seconds <= 0:
             raise ValueError("timeouts and the deadline must be positive")
         if self.request_format not in REQUEST_FORMATS:

@@ -9,6 +9,7 @@ kind where a number or a list is required (a price of "abc") rejects that one of
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from magflow.emag.errors import emag_text
 
 SELLABLE_VALIDATION_STATUSES = frozenset({3, 9, 11, 12})
 OWNERSHIP_FROM_BOOL = {True: 1, False: 2}  # official doc: 1 eligible for content updates, 2 not
+log = logging.getLogger("magflow.emag")
 
 
 class PayloadError(ValueError):
@@ -215,9 +217,16 @@ def parse_product_page(results: Any, page: int, items_per_page: int) -> ProductP
     return ProductPage(page, items_per_page, offers, rejected, len(entries))
 
 
+# No seller has two billion offers or orders: a larger count (or a negative one) is a broken answer. Clamped to
+# what a PostgreSQL INTEGER holds, one count fits every column it may land in, and sums of counts fit the BIGINT
+# counters of emag_sync_logs / emag_sync_progress (migration 0005).
+MAX_COUNT = 2**31 - 1
+
+
 def parse_count(results: Any, items_per_page: int) -> ProductCount:
     """`{"noOfItems": "1234", "noOfPages": "13", "itemsPerPage": "100"}`, numbers as strings or ints; also
-    wrapped in a list of one or in an object keyed by position (`{"0": {...}}`)."""
+    wrapped in a list of one or in an object keyed by position (`{"0": {...}}`). A count outside 0..MAX_COUNT is
+    clamped into it, with a warning."""
     if isinstance(results, Mapping) and "noOfItems" not in results and _by_position(results):
         results = list(results.values())
     if isinstance(results, list) and len(results) == 1:
@@ -227,11 +236,23 @@ def parse_count(results: Any, items_per_page: int) -> ProductCount:
     items = _int(results.get("noOfItems"), "noOfItems")
     if items is None:
         raise PayloadError("noOfItems", results.get("noOfItems"), "a count")
-    per_page = _int(results.get("itemsPerPage"), "itemsPerPage") or items_per_page
+    items = _clamped_count(items, "noOfItems")
+    per_page = _int(results.get("itemsPerPage"), "itemsPerPage")
+    per_page = per_page if per_page is not None and 1 <= per_page <= MAX_COUNT else items_per_page
     pages = _int(results.get("noOfPages"), "noOfPages")
-    if pages is None:
-        pages = math.ceil(items / per_page)
+    pages = math.ceil(items / per_page) if pages is None else _clamped_count(pages, "noOfPages")
     return ProductCount(items=items, pages=pages, items_per_page=per_page)
+
+
+def _clamped_count(value: int, key: str) -> int:
+    if 0 <= value <= MAX_COUNT:
+        return value
+    clamped = min(max(value, 0), MAX_COUNT)
+    log.warning(
+        "eMAG answered %s %s, which no catalogue holds: read as %d (a scan still ends at the last page eMAG serves)",
+        key, emag_text(value, 40), clamped,
+    )  # fmt: skip
+    return clamped
 
 
 def parse_records(results: Any) -> list[dict[str, Any]]:

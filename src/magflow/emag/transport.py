@@ -3,8 +3,12 @@
 Every failure becomes an `EmagError`; httpx errors never escape. Transient failures (5xx, HTML or
 truncated bodies, timeouts, resets, undecodable bodies, a 200 without a readable `isError`) and 429s are
 retried with exponential backoff and jitter, `Retry-After` (or a spent `X-RateLimit-Remaining-*` window)
-honoured, within `max_attempts` and `deadline_seconds`. One request, body included, must finish within
-`timeout_seconds`: a page that trickles in forever is a timeout, not a hang.
+honoured, within `max_attempts` and `deadline_seconds`. One attempt, body included, must finish within the
+connect plus the read timeout (and the deadline): a page that trickles in forever is a timeout, not a hang.
+
+The body is streamed and read up to `max_response_bytes` (EMAG_MAX_RESPONSE_BYTES; decoded bytes, so a small
+gzip body cannot unpack past it): a larger answer is refused at once with `EmagResponseTooLargeError`, never held
+in memory whole and never retried, since the same page would come back as large.
 """
 
 from __future__ import annotations
@@ -48,6 +52,27 @@ KEEPALIVE_SECONDS = 5.0
 COLD_REQUESTS = 4
 OFFLOAD_BYTES = 64 * 1024
 COLD_WEIGHT = 1.5
+
+
+class EmagResponseTooLargeError(EmagError):
+    """eMAG's answer was larger than `max_response_bytes`. Permanent for that call: the same page comes back as
+    large, so it is not retried."""
+
+    kind = "response_too_large"
+
+    def __init__(self, *, account: str, route: str, page: int | None, limit: int, declared: int | None) -> None:
+        size = f"announced {declared} bytes" if declared is not None else f"went past {limit} bytes"
+        super().__init__(
+            f"eMAG's answer to {_where(route, page)} of account {account} {size}, more than EMAG_MAX_RESPONSE_BYTES "
+            f"({limit}); it was not read: if this account's offers really are that large, raise "
+            "EMAG_MAX_RESPONSE_BYTES (a page of 100 offers is normally well under 1 MiB), otherwise check that "
+            "the account's base URL reaches eMAG and not a proxy",
+            account=account,
+            route=route,
+            page=page,
+        )
+        self.limit = limit
+        self.declared = declared
 
 
 @dataclass(slots=True)
@@ -94,6 +119,7 @@ class Transport:
         self._rng = random.Random()
         self._last_request_at = -KEEPALIVE_SECONDS
         self._cold_left = 0
+        budget.bind(config.account, config.base_url)
         self._http = httpx.AsyncClient(
             base_url=config.base_url.rstrip("/") + "/",
             auth=httpx.BasicAuth(config.username, config.password),
@@ -139,7 +165,7 @@ class Transport:
             )  # fmt: skip
             if retry.rate_limited:
                 record_rate_limit_hit(self.config.account, bucket)
-                await self.budget.penalize(self.config.account, bucket, delay)  # slows every process down
+                await self.budget.refused(self.config.account, bucket, delay)  # slows every process down
             else:
                 await asyncio.sleep(delay)
 
@@ -164,9 +190,7 @@ class Transport:
         try:
             # httpx's read timeout bounds each socket read; this bounds the whole answer, body included.
             async with asyncio.timeout(read_seconds + connect_seconds):
-                response = await self._http.post(
-                    route, content=body, timeout=timeout, headers={"Content-Type": content_type}
-                )
+                response = await self._post(route, page, body, content_type, timeout)
         except (httpx.TimeoutException, TimeoutError) as exc:
             record_emag_request(self.config.account, route, "timeout", time.monotonic() - started)
             return self._logged_failure(
@@ -183,6 +207,9 @@ class Transport:
         except httpx.HTTPError as exc:
             record_emag_request(self.config.account, route, "network", time.monotonic() - started)
             return self._logged_failure(route, _Retry(f"request failed ({type(exc).__name__})", network=True))
+        except EmagResponseTooLargeError as exc:
+            record_emag_request(self.config.account, route, "too_large", time.monotonic() - started)
+            self._raise(exc)
         self._note_headers(response)
         elapsed_ms = (time.monotonic() - started) * 1000
         record_emag_request(self.config.account, route, response.status_code, elapsed_ms / 1000)
@@ -198,6 +225,40 @@ class Transport:
         # keeps its timers: the other account's next request leaves on its slot instead of late (a late
         # request gives its slot up, which cost about 2% of the budget).
         return await asyncio.to_thread(self._parsed, route, page, response, parse)
+
+    async def _post(
+        self, route: str, page: int | None, body: bytes, content_type: str, limits: httpx.Timeout
+    ) -> httpx.Response:
+        """The answer with its body read, decoded, and no larger than `max_response_bytes`."""
+        headers = {"Content-Type": content_type}
+        async with self._http.stream("POST", route, content=body, timeout=limits, headers=headers) as response:
+            content = await self._capped_body(route, page, response)
+        # The body as read: decoded already, so the copy no longer claims a Content-Encoding.
+        kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"]
+        reason = {"reason_phrase": response.extensions.get("reason_phrase", b"")}
+        return httpx.Response(
+            response.status_code, headers=kept, content=content, request=response.request, extensions=reason
+        )
+
+    async def _capped_body(self, route: str, page: int | None, response: httpx.Response) -> bytes:
+        limit = self.config.max_response_bytes
+        declared = response.headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > limit:  # refused before a byte of it is read
+            raise self._too_large(route, page, int(declared))
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:  # leaving the stream drops the connection: the rest is never downloaded
+                raise self._too_large(route, page, None)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, route: str, page: int | None, declared: int | None) -> EmagResponseTooLargeError:
+        limit = self.config.max_response_bytes
+        return EmagResponseTooLargeError(
+            account=self.config.account, route=route, page=page, limit=limit, declared=declared
+        )
 
     def _parsed(self, route: str, page: int | None, response: httpx.Response, parse: Callable[[Any], T]) -> T | _Retry:
         results = self._results(route, page, response)

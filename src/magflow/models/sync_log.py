@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, Index, Integer, String, Text, func, text
+from sqlalchemy import BigInteger, DateTime, Float, Index, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,25 +35,25 @@ class EmagSyncLog(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     duration_seconds: Mapped[float | None] = mapped_column(Float)
-    total_items: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    processed_items: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    created_items: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    updated_items: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    unchanged_items: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    failed_items: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    missing_items: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    conflicts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    pages_total: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    pages_processed: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    api_requests: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    api_retries: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    rate_limit_hits: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    total_items: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    processed_items: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    created_items: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    updated_items: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    unchanged_items: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    failed_items: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    missing_items: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    conflicts: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    pages_total: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    pages_processed: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    api_requests: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    api_retries: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    rate_limit_hits: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     rate_limit_wait_seconds: Mapped[float] = mapped_column(Float, nullable=False, server_default="0")
     errors: Mapped[list[Any]] = mapped_column(JSONB, nullable=False, server_default=text("'[]'"))
     error_message: Mapped[str | None] = mapped_column(Text)
     triggered_by: Mapped[str] = mapped_column(String(64), nullable=False, server_default="manual")
     resumed_from: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
-    resume_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    resume_count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     worker: Mapped[str | None] = mapped_column(String(128))
     cancel_requested: Mapped[bool] = mapped_column(nullable=False, server_default=text("false"))
