@@ -185,6 +185,7 @@ class Harness:
             statuses={a: r["status"] for a, r in result["accounts"].items()},
             resumed_from={a: r.get("resumed_from") for a, r in result["accounts"].items()},
             corrupt_possible="corrupt_product" in triggered,
+            listing_hidden="empty_page" in triggered and self.state.quirks.count_lag > 0,
             how="cancelled" if request.cancel_after is not None else "normal",
         )
         if watcher.lock_killed and result["status"] == "completed":

@@ -98,8 +98,8 @@ def _needs(text: str) -> bool:
 def clean(value: Any) -> tuple[Any, bool]:
     """The payload as magflow must store it, and whether anything was cleaned: NULs removed and lone surrogates
     replaced (values and keys); a key whose cleaning meets a key the object has keeps a U+FFFD suffix; an integer
-    beyond 64 bits is kept as its decimal text. (Values nested deeper than 200 levels, kept as JSON text, are never
-    generated here.)"""
+    outside what a JSON encoder writes (below -2**63, from 2**64 on) is kept as its decimal text. (Values nested
+    deeper than 200 levels, kept as JSON text, are never generated here.)"""
     changed = False
 
     def walk(node: Any) -> Any:
@@ -109,7 +109,7 @@ def clean(value: Any) -> tuple[Any, bool]:
                 changed = True
                 return _clean_text(node)
             return node
-        if isinstance(node, int) and not isinstance(node, bool) and not -(2**63) <= node < 2**63:
+        if isinstance(node, int) and not isinstance(node, bool) and not -(2**63) <= node < 2**64:
             changed = True
             return str(node)
         if isinstance(node, list):
@@ -131,25 +131,14 @@ def clean(value: Any) -> tuple[Any, bool]:
 
 
 def normal_raw(payload: Any) -> Any:
-    """A stored or listed payload in the form both kinds of read share: GPSR details as their completion flag, and
-    integers beyond signed 64 bits as text (magflow keeps them as either; see test_found_bugs.py)."""
+    """A stored or listed payload in the form both kinds of read share: GPSR details as their completion flag."""
     if not isinstance(payload, dict):
         return payload
-    shown = {k: _big_as_text(v) for k, v in payload.items()}
+    shown = dict(payload)
     for key in GPSR_KEYS:
         if isinstance(shown.get(key), list | dict):
             shown[key] = bool(shown[key])
     return shown
-
-
-def _big_as_text(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-        return str(value)
-    if isinstance(value, list):
-        return [_big_as_text(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _big_as_text(v) for k, v in value.items()}
-    return value
 
 
 def _number(value: Any) -> Decimal | None:

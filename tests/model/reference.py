@@ -373,6 +373,9 @@ class Run:
     corrupt_possible: bool = False
     how: str = "normal"  # normal, cancelled, killed
     must_read: dict[str, set[int]] = field(default_factory=dict)  # per account: offers a completed run had to read
+    # eMAG's count understated the listing (count_lag > 0) while a page came back empty: both sources hid offers,
+    # and no client can tell, so the run owes no complete read.
+    listing_hidden: bool = False
 
     def shape(self) -> tuple[Any, ...]:
         inactive = self.include_inactive if self.mode == "incremental" else None  # only incremental filters status
@@ -494,7 +497,7 @@ class Model:
         return problems
 
     def _must_read(self, run: Run, offer: Offer, start: float) -> bool:
-        if run.max_pages is not None or not offer.alive_throughout(start, run.end):
+        if run.max_pages is not None or run.listing_hidden or not offer.alive_throughout(start, run.end):
             return False
         if run.mode == "full":
             return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -157,3 +158,34 @@ async def test_an_integer_beyond_64_bits_is_stored_the_same_way_whatever_else_th
     rows = await stored(clean_engine, "main")
     kept = {i: rows[i].raw_emag_data["offer_details"]["big"] for i in (plain, with_nul)}
     assert type(kept[plain]) is type(kept[with_nul]), f"stored as {kept}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="offers deleted mid-scan from pages already read count as seen, so balanced deletions and additions "
+    "pass the verification while the offers paging skipped (never stored yet, so never candidates) go unread: "
+    "the full sync says completed without them",
+)
+async def test_a_full_sync_never_completes_without_the_offers_a_balanced_churn_made_it_skip(
+    sandbox: Any, run_sync: Any, clean_engine: AsyncEngine
+) -> None:
+    state = sandbox.state
+    listed = [p["id"] for p in state.truth("main")]
+
+    def churn() -> None:
+        """Five offers of the pages already read go, five new ones come: eMAG's count does not move, and the first
+        five offers of page 4 slide onto page 3, which was already read."""
+        data = state.accounts["main"]
+        with state._lock:
+            gone = set(data.ids[10:15])
+            data.ids = [i for i in data.ids if i not in gone]
+        state.add_products("main", 5)
+
+    state.after_reads(3, churn, account="main")
+    result = await run_sync(account="main", mode="full", items_per_page=50)
+
+    skipped = set(listed[150:155])
+    unread = skipped - set(await stored(clean_engine, "main"))
+    assert result["status"] != "completed" or not unread, (
+        f"the run says {result['status']} but {sorted(unread)}, listed throughout, were never stored"
+    )
