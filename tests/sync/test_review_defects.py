@@ -18,24 +18,10 @@ from magflow.models import EmagProductChange, EmagProductConflict, EmagSyncProgr
 from magflow.sync import SelectiveFilters
 from magflow.sync import mapping as mapping_module
 from magflow.sync.local_edits import apply_local_edit, resolve_conflict
+from magflow.testing.sync import listed_ids as _ids
 from magflow.testing.sync import row_versions, stored
-
-
-def _set(sandbox: Any, offer_id: int, account: str = "main", **fields: Any) -> None:
-    data = sandbox.state.accounts[account]
-    data.products[offer_id] = {**data.product(offer_id), **fields}
-    data.list_bytes.pop(offer_id, None)
-
-
-def _set_bytes(sandbox: Any, offer_id: int, replace: bytes, by: bytes, account: str = "main") -> None:
-    state = sandbox.state
-    wire = state.product_bytes(account, offer_id)
-    assert replace in wire
-    state.accounts[account].list_bytes[offer_id] = wire.replace(replace, by, 1)
-
-
-def _ids(sandbox: Any, account: str = "main") -> list[int]:
-    return [p["id"] for p in sandbox.state.truth(account)]
+from magflow.testing.sync import set_offer as _set
+from magflow.testing.sync import set_offer_bytes as _set_bytes
 
 
 async def _edit(engine: AsyncEngine, product_id: Any, **changes: Any) -> None:

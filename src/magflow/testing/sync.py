@@ -91,3 +91,23 @@ async def row_versions(engine: AsyncEngine) -> dict[Any, str]:
 
 async def db_session(engine: AsyncEngine) -> AsyncSession:
     return session_factory(engine)()
+
+
+def set_offer(sandbox: Any, offer_id: int, account: str = "main", **fields: Any) -> None:
+    """Replace fields of one offer exactly as eMAG will list it (no cleaning, any value)."""
+    data = sandbox.state.accounts[account]
+    data.products[offer_id] = {**data.product(offer_id), **fields}
+    data.list_bytes.pop(offer_id, None)
+
+
+def set_offer_bytes(sandbox: Any, offer_id: int, replace: bytes, by: bytes, account: str = "main") -> None:
+    """Put exact bytes on the wire for one offer (a lone surrogate escape cannot be made by a JSON encoder)."""
+    state = sandbox.state
+    wire = state.product_bytes(account, offer_id)
+    assert replace in wire
+    state.accounts[account].list_bytes[offer_id] = wire.replace(replace, by, 1)
+
+
+def listed_ids(sandbox: Any, account: str = "main") -> list[int]:
+    """The offer ids eMAG lists now, in listing order."""
+    return [p["id"] for p in sandbox.state.truth(account)]
