@@ -56,24 +56,30 @@ def _answer(conn: socket.socket, kind: str, mib: int, every: float, bomb: bytes)
         if not chunk:
             return 0
         request += chunk
+    head, _, body = request.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
+    while len(body) < length:  # read the whole request: closing on unread bytes would reset the connection
+        body += conn.recv(65536)
     sent = 0
-    head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    answer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
     try:
         if kind == "drip":
             body = PAGE_START + b" " * 200 + PAGE_END
-            conn.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode())
+            conn.sendall(f"{answer}Content-Length: {len(body)}\r\n\r\n".encode())
             for byte in body:
                 time.sleep(every)
                 conn.sendall(bytes([byte]))
                 sent += 1
         elif kind == "bomb":
-            conn.sendall(f"{head}Content-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\n\r\n".encode())
+            conn.sendall(f"{answer}Content-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\n\r\n".encode())
             conn.sendall(bomb)
             sent = len(bomb)
         else:
             size = len(PAGE_START) + mib * MIB + len(PAGE_END)
             framing = f"Content-Length: {size}\r\n" if kind == "page" else ""
-            conn.sendall(f"{head}{framing}\r\n".encode())
+            conn.sendall(f"{answer}{framing}\r\n".encode())
             for piece in _page(mib):
                 conn.sendall(piece)
                 sent += len(piece)
@@ -125,9 +131,10 @@ class Server:
     process: subprocess.Popen[str]
     port: int
 
-    def sent(self) -> list[int]:
-        """Body bytes the server sent, per request so far (it reports each when the client hangs up)."""
-        assert self.process.stdout is not None
+    def sent(self, settle: float) -> list[int]:
+        """Body bytes the server sent, per request (it reports each when it notices the client hung up, which a
+        dripping server does at its next byte: `settle` seconds)."""
+        time.sleep(settle)
         self.process.terminate()
         out, _ = self.process.communicate(timeout=10)
         return [int(line) for line in out.split()]
@@ -160,7 +167,7 @@ def scenario(title: str, kind: str, mib: int, every: float, **config: object) ->
             outcome = asyncio.run(read_page(server.port, **config))
             elapsed = time.monotonic() - started
     finally:
-        sent = server.sent()
+        sent = server.sent(2 * every + 0.5 if kind == "drip" else 0.5)
     print(f"{title}\n  {outcome}")
     print(
         f"  after {elapsed:.1f} s; {len(sent)} request(s), server sent {', '.join(_size(s) for s in sent) or '-'} "

@@ -79,6 +79,13 @@ class RawEmag:
         request = b""
         while b"\r\n\r\n" not in request:
             request += conn.recv(65536)
+        head, _, body = request.partition(b"\r\n\r\n")
+        length = next(
+            (int(v) for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")) if k.lower() == b"content-length"),
+            0,
+        )
+        while len(body) < length:  # all of it: closing with request bytes unread would reset the connection
+            body += conn.recv(65536)
         self.requests += 1
         pieces = [self.body] if isinstance(self.body, bytes) else self.body()
         try:

@@ -188,13 +188,14 @@ class Transport:
             )  # fmt: skip
         started = time.monotonic()
         try:
-            # httpx's read timeout bounds each socket read; this bounds the whole answer, body included.
-            async with asyncio.timeout(read_seconds + connect_seconds):
+            # httpx's read timeout bounds each socket read; this bounds the whole answer, body included, and keeps
+            # the attempt inside the call's deadline.
+            async with asyncio.timeout(min(read_seconds + connect_seconds, remaining)):
                 response = await self._post(route, page, body, content_type, timeout)
         except (httpx.TimeoutException, TimeoutError) as exc:
             record_emag_request(self.config.account, route, "timeout", time.monotonic() - started)
             return self._logged_failure(
-                route, _Retry(f"no answer within {read_seconds:g}s ({type(exc).__name__})", True)
+                route, _Retry(f"no answer within {read_seconds:.3g}s ({type(exc).__name__})", True)
             )
         except httpx.TransportError as exc:
             record_emag_request(self.config.account, route, "network", time.monotonic() - started)
