@@ -21,7 +21,7 @@ the client IP's, is unverified. Pacing both together always would halve a two-ac
 so the budget learns it instead: accounts are bound to the host they call (`bind`), and when eMAG refuses
 (429) requests SHARED_AFTER_REFUSALS times within REFUSAL_WINDOW_SECONDS while another account of the same host
 was active, those accounts draw from one budget for that host and bucket for the next SHARED_MEMORY_SECONDS
-(then they try their own budgets again). Separate budgets never see such refusals, so they keep their full pace.
+(then they try their own budgets again). Separate budgets see a stray refusal at most, so they keep their pace.
 The Redis budget keeps what it learns in Redis, so every process paces the accounts together at once.
 """
 
