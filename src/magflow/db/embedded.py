@@ -34,6 +34,7 @@ from magflow.db.embedded_os import (
     private_dir,
     read_private_file,
     run_as_server,
+    server_bin,
     server_env,
     server_user,
     write_private_file,
@@ -95,7 +96,7 @@ def start_embedded(data_dir: Path) -> str:
     _check_path(layout)
     _prepare_data_dir(layout.data_dir)
     user = server_user()
-    bin_dir = install_bin()
+    bin_dir = server_bin(user)
     with _locked(layout.data_dir / "embedded.lock"):
         password = _ensure_password(layout.passfile)
         config_changed = _ensure_cluster(layout, user, bin_dir)
@@ -124,7 +125,7 @@ def stop_embedded(data_dir: Path) -> bool:
         return False
     user = server_user()
     with _locked(layout.data_dir / "embedded.lock"):
-        _pg_ctl(layout, user, install_bin(), ["-w", "-m", "fast", "stop"])
+        _pg_ctl(layout, user, server_bin(user), ["-w", "-m", "fast", "stop"])
     return True
 
 

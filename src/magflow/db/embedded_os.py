@@ -6,22 +6,29 @@ parents that root keeps private (`/root` is 0700, and magflow's data directory i
 embedded-postgres package solves that by adding g+rx,o+rx to every parent, which opens `/root` to every
 local user. We change no mode at all: the server gets the one capability CAP_DAC_READ_SEARCH (read files
 and search directories, never write) as an ambient capability, so its own processes can pass through
-private parents while every other user still cannot.
+private parents while every other user still cannot. One thing that capability does not cover: initdb and
+pg_ctl check their own binary with access(), which the kernel answers for the real user without capabilities.
+When the package's binaries sit behind a private parent (a virtualenv in a 0700 directory), they are copied once
+to a root-owned directory every user may traverse (SHARED_INSTALLS, created by magflow; no existing mode changes).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import secrets
 import shutil
+import stat
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
 SERVER_SYSTEM_USER = "embedded_postgres"
+SHARED_INSTALLS = Path("/var/lib/magflow/embedded-postgres")
 
 _CAP_DAC_OVERRIDE = 1
 _CAP_DAC_READ_SEARCH = 2
@@ -54,6 +61,61 @@ def install_bin() -> Path:
             "or set DATABASE_URL to a PostgreSQL server"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def server_bin(user: ServerUser) -> Path:
+    """The binaries the server runs: the package's own, or, when the server's user cannot reach them through their
+    parent directories, a copy in SHARED_INSTALLS made once per package install."""
+    bin_dir = install_bin()
+    if not user.switch or _reachable(bin_dir / "initdb", user):
+        return bin_dir
+    # The binaries find their libraries through an RPATH relative to themselves ($ORIGIN/../../../
+    # embedded_postgres.libs): the copy keeps the package's layout, pginstall and its .libs side by side.
+    package = bin_dir.parent.parent
+    sources = [(package / "pginstall", Path("embedded_postgres") / "pginstall")]
+    libs = package.parent / "embedded_postgres.libs"
+    if libs.is_dir():
+        sources.append((libs, Path("embedded_postgres.libs")))
+    built = (bin_dir / "postgres").stat()
+    key = hashlib.sha256(f"{package}:{built.st_size}:{built.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = SHARED_INSTALLS / key
+    copied_bin = target / "embedded_postgres" / "pginstall" / "bin"
+    if not (copied_bin / "initdb").is_file():
+        try:
+            SHARED_INSTALLS.mkdir(mode=0o755, parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=SHARED_INSTALLS))
+            os.chmod(staging, 0o755)
+            for source, place in sources:
+                (staging / place).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                shutil.copytree(source, staging / place, symlinks=True)
+            os.replace(staging, target)
+        except OSError as exc:
+            raise EmbeddedDatabaseError(
+                f"the embedded PostgreSQL's programs under {package} cannot be reached by the user "
+                f"{user.name}, and copying them to {SHARED_INSTALLS} failed ({exc}): install magflow in a directory "
+                "every user may traverse, or set DATABASE_URL to a PostgreSQL server"
+            ) from exc
+    if not _reachable(copied_bin / "initdb", user):
+        raise EmbeddedDatabaseError(
+            f"the user {user.name} cannot reach {target}: make every parent of {SHARED_INSTALLS} traversable "
+            "(mode 755), or set DATABASE_URL to a PostgreSQL server"
+        )
+    return copied_bin
+
+
+def _reachable(path: Path, user: ServerUser) -> bool:
+    """Whether `user`, by mode bits alone (as access() judges), may search every parent of `path` and run it."""
+    for part in [path, *path.parents]:
+        info = part.stat()
+        if info.st_uid == user.uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid == user.gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return False
+    return True
 
 
 def server_user() -> ServerUser:
