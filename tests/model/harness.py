@@ -39,7 +39,9 @@ T = TypeVar("T")
 # Violations of defects already reproduced by an xfail test in tests/model/test_found_bugs.py (the test named here):
 # they are counted and logged, not failed, so a soak goes on looking for new ones. Remove a tag with its xfail marker
 # once the defect is fixed.
-KNOWN_DEFECTS: dict[str, str] = {}  # tag -> the xfail test in test_found_bugs.py that reproduces an open defect
+KNOWN_DEFECTS: dict[str, str] = {  # tag -> the xfail test in test_found_bugs.py that reproduces an open defect
+    "churn-skip": "test_a_full_sync_never_completes_without_the_offers_a_balanced_churn_made_it_skip",
+}
 ACCOUNTS = ("main", "fbe")
 CALL_TIMEOUT = 180.0
 
@@ -186,6 +188,7 @@ class Harness:
             resumed_from={a: r.get("resumed_from") for a, r in result["accounts"].items()},
             corrupt_possible="corrupt_product" in triggered,
             listing_hidden="empty_page" in triggered and self.state.quirks.count_lag > 0,
+            unread_excused=self._excuse(request, accounts, start, end),
             how="cancelled" if request.cancel_after is not None else "normal",
         )
         if watcher.lock_killed and result["status"] == "completed":
@@ -219,6 +222,14 @@ class Harness:
                 filters=filters,
             )
 
+    def _excuse(self, request: SyncRequest, accounts: tuple[str, ...], start: float, end: float) -> str:
+        """The tag of a known defect that excuses a completed run's unread offers, or "": a full sync during which
+        eMAG deleted offers (test_a_full_sync_never_completes_without_the_offers_a_balanced_churn_made_it_skip)."""
+        if request.mode != "full" or "churn-skip" not in KNOWN_DEFECTS:
+            return ""
+        deleted = (o.deleted_at for o in self.model.offers.values() if o.account in accounts)
+        return "[churn-skip] " if any(t is not None and start <= t <= end for t in deleted) else ""
+
     async def _run_evidence(self, run: Run, result: dict[str, Any], lock_lost: bool) -> list[str]:
         """What the run's records say must agree with what it returned, and a completed run must have written a
         page holding every offer it had to read (its own pages or those of the runs it continued)."""
@@ -229,46 +240,61 @@ class Harness:
         if (completed and statuses != {"completed"}) or (not completed and statuses == {"completed"} and not lock_lost):
             problems.append(f"run {run.index} says {result['status']} while its accounts say {run.statuses}")
         async with self.engine.connect() as conn:
-            logged = await conn.scalar(
-                text("SELECT status FROM emag_sync_logs WHERE id = :id"), {"id": uuid.UUID(result["sync_id"])}
-            )
-            if logged != result["status"]:
-                problems.append(f"run {run.index} returned {result['status']} but its log row says {logged}")
-            audited: dict[str, int] = dict(
-                (
-                    await conn.execute(
-                        text(
-                            "SELECT change_type, count(*) FROM emag_product_changes WHERE sync_id = :id "
-                            "AND change_type IN ('created', 'missing') GROUP BY 1"
-                        ),
-                        {"id": uuid.UUID(result["sync_id"])},
-                    )
-                ).all()
-            )
-            tag = "[lost-lock-counts] " if lock_lost else ""
-            for kind, reported in (("created", result["created"]), ("missing", result["missing"])):
-                if audited.get(kind, 0) != reported:
-                    problems.append(
-                        f"{tag}run {run.index} reports {reported} {kind} but the audit trail has {audited.get(kind, 0)}"
-                    )
+            problems += await self._run_records(conn, run, result, lock_lost)
             for account, must in run.must_read.items():
                 self.stats["offers a completed run had to read"] += len(must)
-                chain = [uuid.UUID(r.sync_id) for r in self.model.chain(run, account) if r.sync_id]
-                rows = await conn.execute(
-                    text(
-                        "SELECT DISTINCT unnest(emag_ids) FROM emag_page_reads "
-                        "WHERE account_type = :a AND sync_id = ANY(:ids)"
-                    ),
-                    {"a": account, "ids": chain},
-                )
-                written = {int(r[0]) for r in rows.all()}
-                unread = sorted(must - written)
+                unread = sorted(must - await self._written(conn, run, account))
                 if unread:
                     problems.append(
                         f"run {run.index} ({run.mode}) completed {account} without writing a page "
                         f"holding {len(unread)} offer(s) it had to read: {unread[:8]}"
                     )
+            for account in run.accounts if run.unread_excused else ():
+                # A known defect excused the obligation; what it made the run skip is counted (as that defect).
+                if run.statuses.get(account) == "completed":
+                    start = self.model.chain(run, account)[0].start
+                    alive = {
+                        o.emag_id
+                        for o in self.model.offers.values()
+                        if o.account == account and o.alive_throughout(start, run.end)
+                    }
+                    unread = sorted(alive - await self._written(conn, run, account))
+                    if unread:
+                        problems.append(f"{run.unread_excused}run {run.index} completed {account} without {unread}")
         return problems
+
+    async def _run_records(self, conn: Any, run: Run, result: dict[str, Any], lock_lost: bool) -> list[str]:
+        """The log row says what the run returned; the numbers it reports are those of the audit trail."""
+        problems = []
+        sync_id = uuid.UUID(result["sync_id"])
+        logged = await conn.scalar(text("SELECT status FROM emag_sync_logs WHERE id = :id"), {"id": sync_id})
+        if logged != result["status"]:
+            problems.append(f"run {run.index} returned {result['status']} but its log row says {logged}")
+        rows = await conn.execute(
+            text(
+                "SELECT change_type, count(*) FROM emag_product_changes WHERE sync_id = :id "
+                "AND change_type IN ('created', 'missing') GROUP BY 1"
+            ),
+            {"id": sync_id},
+        )
+        audited: dict[str, int] = {r[0]: int(r[1]) for r in rows.all()}
+        for kind in ("created", "missing"):
+            if audited.get(kind, 0) != result[kind]:
+                problems.append(
+                    f"run {run.index} reports {result[kind]} {kind} but the audit trail has {audited.get(kind, 0)}"
+                )
+        return problems
+
+    async def _written(self, conn: Any, run: Run, account: str) -> set[int]:
+        """The offers held by the pages that the run, or the runs it continued, committed for the account."""
+        chain = [uuid.UUID(r.sync_id) for r in self.model.chain(run, account) if r.sync_id]
+        rows = await conn.execute(
+            text(
+                "SELECT DISTINCT unnest(emag_ids) FROM emag_page_reads WHERE account_type = :a AND sync_id = ANY(:ids)"
+            ),
+            {"a": account, "ids": chain},
+        )
+        return {int(r[0]) for r in rows.all()}
 
     def _stored_counts(self) -> dict[str, int]:
         async def count() -> dict[str, int]:

@@ -376,6 +376,8 @@ class Run:
     # eMAG's count understated the listing (count_lag > 0) while a page came back empty: both sources hid offers,
     # and no client can tell, so the run owes no complete read.
     listing_hidden: bool = False
+    # A known defect excuses this run's unread offers (its tag, see harness.KNOWN_DEFECTS); "" for none.
+    unread_excused: str = ""
 
     def shape(self) -> tuple[Any, ...]:
         inactive = self.include_inactive if self.mode == "incremental" else None  # only incremental filters status
@@ -497,7 +499,9 @@ class Model:
         return problems
 
     def _must_read(self, run: Run, offer: Offer, start: float) -> bool:
-        if run.max_pages is not None or run.listing_hidden or not offer.alive_throughout(start, run.end):
+        if run.max_pages is not None or run.listing_hidden or run.unread_excused:
+            return False
+        if not offer.alive_throughout(start, run.end):
             return False
         if run.mode == "full":
             return True
