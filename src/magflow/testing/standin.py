@@ -19,7 +19,6 @@ import asyncio
 import base64
 import gzip
 import math
-import re
 import socket
 import threading
 import time
@@ -28,12 +27,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, Literal
-from urllib.parse import parse_qsl
 
 import orjson
 import uvicorn
 
 from magflow.emag import AccountConfig
+from magflow.sandbox.wire import parse_php_form
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -89,39 +88,6 @@ def offer(offer_id: int, currency: str = "RON") -> dict[str, Any]:
         "ean": [f"59{offer_id:011d}"],
         "ownership": 1,
     }
-
-
-def parse_php_form(body: bytes) -> dict[str, Any]:
-    """PHP's `$_POST` from a urlencoded body: `data[a]=1&data[b][]=2&data[c][0][d]=3` is
-    {"data": {"a": "1", "b": ["2"], "c": [{"d": "3"}]}}; every `[]` starts a new element, as in PHP."""
-    root: dict[str, Any] = {}
-    for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
-        parts = re.findall(r"^[^\[]+|\[[^\]]*\]", key)
-        if not parts:
-            continue
-        names = [parts[0]] + [p[1:-1] for p in parts[1:]]
-        node = root
-        for position, name in enumerate(names):
-            if name == "":
-                name = str(max((int(k) + 1 for k in node if k.isdigit()), default=0))
-            if position == len(names) - 1:
-                node[name] = value
-            else:
-                child = node.get(name)
-                if not isinstance(child, dict):
-                    child = node[name] = {}
-                node = child
-    return {k: _as_lists(v) for k, v in root.items()}
-
-
-def _as_lists(value: Any) -> Any:
-    """PHP arrays keyed 0..n-1 are lists."""
-    if not isinstance(value, dict):
-        return value
-    value = {k: _as_lists(v) for k, v in value.items()}
-    if value and list(value) == [str(i) for i in range(len(value))]:
-        return list(value.values())
-    return value
 
 
 def _read_params(reads: Reads, content_type: str, body: bytes) -> dict[str, Any]:
